@@ -1,0 +1,332 @@
+//! The durable event store on SQLite.
+//!
+//! * One writer connection, owned by the journal writer task ([`writer`]): `BEGIN IMMEDIATE`,
+//!   group commit, `synchronous=FULL`. An append resolves only after its batch is fsynced.
+//! * A pool of read-only connections for every read; in WAL mode they never block the
+//!   writer, and the writer never blocks them.
+//! * The WAL is kept bounded ([`checkpoint`]).
+//!
+//! Dropping every clone of the store (or calling [`SqliteStore::close`]) lets the writer
+//! drain its queue, checkpoint and close the file.
+
+mod checkpoint;
+mod open;
+mod rows;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqlitePoolOptions;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use open::known_schema_version;
+
+use self::checkpoint::WalGuard;
+use self::open::Contents;
+use self::writer::{Job, Writer, from_sql, to_sql};
+use super::subscription::{self, ChunkReader};
+use super::{
+    AppendRequest, Appended, EventStore, EventStream, LiveRow, Position, RecordedEvent, StreamId,
+    parse_timestamp,
+};
+use crate::error::StoreError;
+
+/// How an event log is opened. The defaults suit a node; tests and benchmarks adjust them.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Run `PRAGMA quick_check` before use (reads the whole file once).
+    pub integrity_check: bool,
+    /// How long a connection waits for a lock before failing (`busy_timeout`).
+    pub busy_timeout: Duration,
+    /// WAL size past which the writer forces a truncating checkpoint.
+    pub wal_limit_bytes: u64,
+    /// Most appends in one group commit.
+    pub max_batch: usize,
+    /// Appends that may wait for the writer before `append` itself waits (back-pressure).
+    pub queue_capacity: usize,
+    /// Read-only connections in the reader pool.
+    pub readers: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            integrity_check: true,
+            busy_timeout: Duration::from_secs(5),
+            wal_limit_bytes: 64 * 1024 * 1024,
+            max_batch: 1024,
+            queue_capacity: 8192,
+            readers: 4,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    readers: SqlitePool,
+    head: watch::Receiver<Position>,
+    /// The writer's queue; `None` once closed, or for a read-only store.
+    queue: std::sync::RwLock<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    read_only: bool,
+    read_all_sql: String,
+    read_stream_sql: String,
+}
+
+/// The SQLite event store. Cheap to clone; clones share the writer and the readers.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the event log at `path` for reading and writing, migrates
+    /// its schema, and starts the journal writer. Must run inside a tokio runtime.
+    pub async fn open(path: impl AsRef<Path>, options: OpenOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        open::check_path(&path, false)?;
+        let writer_options =
+            open::writer_options(&path, options.busy_timeout, options.wal_limit_bytes);
+        let mut conn = open::connect(&path, &writer_options).await?;
+        if let Contents::EventLog { .. } = open::recognise(&path, &mut conn).await?
+            && options.integrity_check
+        {
+            open::quick_check(&path, &mut conn).await?;
+        }
+        open::migrate(&path, &mut conn).await?;
+        open::require_wal(&path, &mut conn).await?;
+        let (head, last_recorded_at) = read_head(&path, &mut conn).await?;
+
+        let readers = reader_pool(&path, &options).await?;
+        let (head_tx, head_rx) = watch::channel(head);
+        let (queue_tx, queue_rx) = mpsc::channel(options.queue_capacity);
+        let writer = Writer {
+            path: path.clone(),
+            conn,
+            head: head_tx,
+            max_batch: options.max_batch,
+            wal: WalGuard::new(&path, options.wal_limit_bytes, options.busy_timeout),
+            last_recorded_at,
+        };
+        let task = tokio::spawn(writer.run(queue_rx));
+        tracing::info!(path = %path.display(), head = head.0, "event log open");
+        Ok(Self::from_parts(
+            path,
+            readers,
+            head_rx,
+            Some(queue_tx),
+            Some(task),
+        ))
+    }
+
+    /// Opens an existing event log for reading only: no writer, no migration, no lock taken
+    /// that could slow a node writing the same file. The head is the one at open time; a
+    /// subscription delivers what was committed by then.
+    pub async fn open_read_only(
+        path: impl AsRef<Path>,
+        options: OpenOptions,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        open::check_path(&path, true)?;
+        let mut conn =
+            open::connect(&path, &open::reader_options(&path, options.busy_timeout)).await?;
+        match open::recognise(&path, &mut conn).await? {
+            Contents::Empty => {
+                return Err(StoreError::Open {
+                    path,
+                    problem: crate::error::OpenProblem::NotAnEventLog("no tables".into()),
+                });
+            }
+            Contents::EventLog { .. } if options.integrity_check => {
+                open::quick_check(&path, &mut conn).await?;
+            }
+            Contents::EventLog { .. } => {}
+        }
+        let (head, _) = read_head(&path, &mut conn).await?;
+        let _ = sqlx::Connection::close(conn).await;
+        let readers = reader_pool(&path, &options).await?;
+        let (_head_tx, head_rx) = watch::channel(head);
+        Ok(Self::from_parts(path, readers, head_rx, None, None))
+    }
+
+    fn from_parts(
+        path: PathBuf,
+        readers: SqlitePool,
+        head: watch::Receiver<Position>,
+        queue: Option<mpsc::Sender<Job>>,
+        writer: Option<JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                path,
+                readers,
+                head,
+                queue: std::sync::RwLock::new(queue),
+                read_only: writer.is_none(),
+                writer: Mutex::new(writer),
+                read_all_sql: rows::read_all_sql(),
+                read_stream_sql: rows::read_stream_sql(),
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The reader pool, for queries the [`EventStore`] trait does not cover (operator tools).
+    pub fn readers(&self) -> &SqlitePool {
+        &self.shared.readers
+    }
+
+    /// Stops accepting appends, lets the writer finish what is queued, checkpoints and closes.
+    pub async fn close(&self) {
+        self.sender_slot().take();
+        if let Some(task) = self.shared.writer.lock().await.take() {
+            let _ = task.await;
+        }
+        self.shared.readers.close().await;
+    }
+
+    fn sender_slot(&self) -> std::sync::RwLockWriteGuard<'_, Option<mpsc::Sender<Job>>> {
+        self.shared
+            .queue
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Job>, StoreError> {
+        let queue = self
+            .shared
+            .queue
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*queue {
+            Some(sender) => Ok(sender.clone()),
+            None if self.shared.read_only => Err(StoreError::ReadOnly {
+                path: self.shared.path.clone(),
+            }),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    async fn append_queued(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        request.validate()?;
+        let sender = self.sender()?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send((request, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        // The writer took the append and dropped it without an answer: it stopped mid-batch.
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::OutcomeUnknown(
+                "the journal writer stopped".into(),
+            ))
+        })
+    }
+}
+
+async fn reader_pool(path: &Path, options: &OpenOptions) -> Result<SqlitePool, StoreError> {
+    SqlitePoolOptions::new()
+        .max_connections(options.readers.max(1))
+        .min_connections(0)
+        .connect_with(open::reader_options(path, options.busy_timeout))
+        .await
+        .map_err(|e| open::open_error(path, e))
+}
+
+async fn read_head(
+    path: &Path,
+    conn: &mut sqlx::SqliteConnection,
+) -> Result<(Position, DateTime<Utc>), StoreError> {
+    let (head, last): (i64, Option<String>) =
+        sqlx::query_as("SELECT coalesce(max(position), 0), max(recorded_at) FROM events")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| open::open_error(path, e))?;
+    let last = match last {
+        Some(text) => parse_timestamp(&text)?,
+        None => DateTime::<Utc>::MIN_UTC,
+    };
+    Ok((Position(from_sql(head)), last))
+}
+
+fn fetch_events(
+    pool: SqlitePool,
+    sql: String,
+    after: Position,
+    limit: usize,
+) -> BoxFuture<'static, Result<Vec<RecordedEvent>, StoreError>> {
+    async move {
+        let rows = sqlx::query(&sql)
+            .bind(to_sql(after.0))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&pool)
+            .await?;
+        rows.iter().map(rows::event_from_row).collect()
+    }
+    .boxed()
+}
+
+impl EventStore for SqliteStore {
+    fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<Appended, StoreError>> {
+        self.append_queued(request).boxed()
+    }
+
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> BoxFuture<'_, Result<Vec<RecordedEvent>, StoreError>> {
+        let stream = stream.clone();
+        async move {
+            let rows = sqlx::query(&self.shared.read_stream_sql)
+                .bind(stream.as_str())
+                .bind(to_sql(from_version))
+                .fetch_all(&self.shared.readers)
+                .await?;
+            rows.iter().map(rows::event_from_row).collect()
+        }
+        .boxed()
+    }
+
+    fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<RecordedEvent>, StoreError>> {
+        let pool = self.shared.readers.clone();
+        fetch_events(pool, self.shared.read_all_sql.clone(), after, limit)
+    }
+
+    fn head(&self) -> Position {
+        *self.shared.head.borrow()
+    }
+
+    fn subscribe(&self, after: Position) -> EventStream {
+        let pool = self.shared.readers.clone();
+        let sql = self.shared.read_all_sql.clone();
+        let read: ChunkReader =
+            Box::new(move |after, limit| fetch_events(pool.clone(), sql.clone(), after, limit));
+        subscription::subscribe(read, self.shared.head.clone(), after)
+    }
+
+    fn live_rows(&self) -> BoxFuture<'_, Result<Vec<LiveRow>, StoreError>> {
+        async move {
+            let rows = sqlx::query(rows::LIVE_ROWS_SQL)
+                .fetch_all(&self.shared.readers)
+                .await?;
+            rows.iter().map(rows::live_row_from_row).collect()
+        }
+        .boxed()
+    }
+}

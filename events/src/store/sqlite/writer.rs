@@ -1,0 +1,285 @@
+//! The journal writer: the one task that writes to the log, with group commit.
+//!
+//! Appends arrive on a bounded queue. The writer takes everything queued (up to `max_batch`
+//! appends), runs them in one `BEGIN IMMEDIATE` transaction and commits once, so one fsync
+//! covers the whole batch. Each append is checked on its own inside the transaction:
+//!
+//! * its first insert carries the version check (`WHERE current version = expected`) and
+//!   `ON CONFLICT DO NOTHING`, so a conflict or a duplicate id writes nothing and fails no
+//!   other append of the batch;
+//! * an append of several events runs inside a SAVEPOINT, undone if a later event turns out
+//!   to be a duplicate;
+//! * its projection change is written after its events, in the same transaction.
+//!
+//! Only an error of SQLite itself (I/O, disk full) fails the whole batch, and then every
+//! caller is told: a rollback means nothing was written; a failed COMMIT means the outcome is
+//! unknown ([`StoreError::OutcomeUnknown`]). After a commit, the writer publishes the new
+//! head, which is what lets subscribers read without skipping anything.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::checkpoint::WalGuard;
+use crate::error::StoreError;
+use crate::store::retry::{KnownEvent, recognise_retry};
+use crate::store::{
+    AppendRequest, Appended, Position, ProjectionChange, StreamId, format_timestamp,
+};
+
+/// One queued append and where its answer goes.
+pub(crate) type Job = (AppendRequest, oneshot::Sender<Result<Appended, StoreError>>);
+
+const INSERT_EVENT: &str = "\
+INSERT INTO events (event_id, stream, version, event_type, schema_version, recorded_at,
+                    correlation_id, causation_id, payload)
+SELECT ?1, ?2, current.version + 1, ?4, ?5, ?6, ?7, ?8, ?9
+FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream = ?2) AS current
+WHERE ?3 IS NULL OR current.version = ?3
+ON CONFLICT DO NOTHING
+RETURNING position, version";
+
+const UPSERT_LIVE: &str = "\
+INSERT INTO live_vwires (stream, version, status, expires_at, state) VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (stream) DO UPDATE SET version = excluded.version, status = excluded.status,
+    expires_at = excluded.expires_at, state = excluded.state";
+
+const DELETE_LIVE: &str = "DELETE FROM live_vwires WHERE stream = ?1";
+
+const FIND_EVENT: &str = "SELECT position, stream, version FROM events WHERE event_id = ?1";
+
+const STREAM_VERSION: &str = "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?1";
+
+const HEAD: &str = "SELECT coalesce(max(position), 0) FROM events";
+
+/// An append's result, or an error that fails the whole batch.
+type Outcome = Result<Result<Appended, StoreError>, sqlx::Error>;
+
+pub(crate) struct Writer {
+    pub(crate) path: PathBuf,
+    pub(crate) conn: SqliteConnection,
+    pub(crate) head: watch::Sender<Position>,
+    pub(crate) max_batch: usize,
+    pub(crate) wal: WalGuard,
+    /// Timestamps never go backwards along positions, even if the wall clock does.
+    pub(crate) last_recorded_at: DateTime<Utc>,
+}
+
+impl Writer {
+    /// Serves appends until every sender is gone, then closes the connection.
+    pub(crate) async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while queue.recv_many(&mut batch, self.max_batch).await > 0 {
+            self.commit_batch(std::mem::take(&mut batch)).await;
+            self.wal.after_commit(&mut self.conn).await;
+        }
+        if let Err(e) = self.wal.checkpoint_on_close(&mut self.conn).await {
+            tracing::warn!(path = %self.path.display(), error = %e, "final WAL checkpoint failed");
+        }
+        if let Err(e) = sqlx::Connection::close(self.conn).await {
+            tracing::warn!(path = %self.path.display(), error = %e, "closing the event log failed");
+        }
+    }
+
+    async fn commit_batch(&mut self, jobs: Vec<Job>) {
+        let (requests, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let now = Utc::now().max(self.last_recorded_at);
+        let recorded_at = format_timestamp(now);
+
+        if let Err(e) = execute(&mut self.conn, "BEGIN IMMEDIATE").await {
+            return answer_all(replies, &StoreError::from(e));
+        }
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in &requests {
+            match self.append_one(request, &recorded_at).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    self.rollback().await;
+                    tracing::error!(path = %self.path.display(), error = %e, "append batch rolled back");
+                    return answer_all(replies, &StoreError::from(e));
+                }
+            }
+        }
+        if let Err(e) = execute(&mut self.conn, "COMMIT").await {
+            self.rollback().await;
+            tracing::error!(path = %self.path.display(), error = %e, "COMMIT failed; outcome unknown");
+            self.republish_head().await;
+            let unknown = StoreError::OutcomeUnknown(format!("COMMIT failed: {e}"));
+            for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                // Appends that wrote nothing (conflicts, retries) are settled either way.
+                let settled = match outcome {
+                    Ok(done) if done.deduplicated => Ok(done),
+                    Ok(_) => Err(unknown.clone()),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(settled);
+            }
+            return;
+        }
+        self.last_recorded_at = now;
+        let written = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .filter(|a| !a.deduplicated)
+            .filter_map(|a| a.positions.last())
+            .max();
+        if let Some(&head) = written {
+            self.head.send_replace(head);
+        }
+        for (outcome, reply) in outcomes.into_iter().zip(replies) {
+            // A caller that gave up waiting is no reason to stop.
+            let _ = reply.send(outcome);
+        }
+    }
+
+    async fn append_one(&mut self, request: &AppendRequest, recorded_at: &str) -> Outcome {
+        let savepoint = request.events.len() > 1;
+        if savepoint {
+            execute(&mut self.conn, "SAVEPOINT append").await?;
+        }
+        let mut expected = request.expected.as_version().map(to_sql);
+        let mut positions = Vec::with_capacity(request.events.len());
+        for event in &request.events {
+            let inserted = sqlx::query(INSERT_EVENT)
+                .bind(event.id.hyphenated().to_string())
+                .bind(request.stream.as_str())
+                .bind(expected)
+                .bind(&event.event_type)
+                .bind(i64::from(event.schema_version))
+                .bind(recorded_at)
+                .bind(event.causation.correlation_id.as_deref())
+                .bind(event.causation.causation_id.as_deref())
+                .bind(&event.payload)
+                .fetch_optional(&mut self.conn)
+                .await?;
+            let Some(row) = inserted else {
+                if savepoint {
+                    execute(&mut self.conn, "ROLLBACK TO append").await?;
+                    execute(&mut self.conn, "RELEASE append").await?;
+                }
+                return self.explain_refusal(request).await;
+            };
+            let position: i64 = row.try_get(0)?;
+            let version: i64 = row.try_get(1)?;
+            positions.push(Position(from_sql(position)));
+            expected = Some(version);
+        }
+        if savepoint {
+            execute(&mut self.conn, "RELEASE append").await?;
+        }
+        let stream_version = expected.map_or(0, from_sql);
+        self.project(&request.stream, stream_version, request.projection.as_ref())
+            .await?;
+        Ok(Ok(Appended {
+            positions,
+            stream_version,
+            deduplicated: false,
+        }))
+    }
+
+    /// An insert wrote nothing: the append is a retry, reuses ids, or lost a version race.
+    async fn explain_refusal(&mut self, request: &AppendRequest) -> Outcome {
+        let mut known = Vec::new();
+        for event in &request.events {
+            let found = sqlx::query(FIND_EVENT)
+                .bind(event.id.hyphenated().to_string())
+                .fetch_optional(&mut self.conn)
+                .await?;
+            if let Some(row) = found {
+                let stream: String = row.try_get(1)?;
+                known.push(KnownEvent {
+                    id: event.id,
+                    position: Position(from_sql(row.try_get(0)?)),
+                    stream: StreamId::new(stream).unwrap_or_else(|_| request.stream.clone()),
+                    version: from_sql(row.try_get(2)?),
+                });
+            }
+        }
+        match recognise_retry(request, &known) {
+            Ok(Some(original)) => return Ok(Ok(original)),
+            Err(mismatch) => return Ok(Err(mismatch)),
+            Ok(None) => {}
+        }
+        let actual: i64 = sqlx::query_scalar(STREAM_VERSION)
+            .bind(request.stream.as_str())
+            .fetch_one(&mut self.conn)
+            .await?;
+        let expected = request.expected.as_version().unwrap_or(0);
+        Ok(Err(StoreError::WrongExpectedVersion {
+            stream: request.stream.clone(),
+            expected,
+            actual: from_sql(actual),
+        }))
+    }
+
+    async fn project(
+        &mut self,
+        stream: &StreamId,
+        version: u64,
+        change: Option<&ProjectionChange>,
+    ) -> Result<(), sqlx::Error> {
+        match change {
+            None => {}
+            Some(ProjectionChange::Upsert(row)) => {
+                sqlx::query(UPSERT_LIVE)
+                    .bind(stream.as_str())
+                    .bind(to_sql(version))
+                    .bind(&row.status)
+                    .bind(format_timestamp(row.expires_at))
+                    .bind(&row.state)
+                    .execute(&mut self.conn)
+                    .await?;
+            }
+            Some(ProjectionChange::Remove) => {
+                sqlx::query(DELETE_LIVE)
+                    .bind(stream.as_str())
+                    .execute(&mut self.conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {
+        if let Err(e) = execute(&mut self.conn, "ROLLBACK").await {
+            // "no transaction is active" after SQLite already rolled back is expected.
+            tracing::debug!(error = %e, "ROLLBACK after a failed batch");
+        }
+    }
+
+    /// After a failed COMMIT the head is whatever the file says it is.
+    async fn republish_head(&mut self) {
+        match sqlx::query_scalar::<_, i64>(HEAD)
+            .fetch_one(&mut self.conn)
+            .await
+        {
+            Ok(head) => {
+                self.head.send_replace(Position(from_sql(head)));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the log's head after a failed commit")
+            }
+        }
+    }
+}
+
+fn answer_all(replies: Vec<oneshot::Sender<Result<Appended, StoreError>>>, error: &StoreError) {
+    for reply in replies {
+        let _ = reply.send(Err(error.clone()));
+    }
+}
+
+pub(crate) async fn execute(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).execute(conn).await.map(drop)
+}
+
+/// Versions and positions are below 2^63 in any log that fits on a disk.
+pub(crate) fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}

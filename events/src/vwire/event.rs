@@ -1,0 +1,248 @@
+//! The events of a vWire's lifecycle, and how they are stored.
+//!
+//! Each event is a past-tense variant with its own payload struct. In the log the variant
+//! name is the `event_type` column, the payload struct is the JSON `payload`, and
+//! `schema_version` is the payload's version. Reading an older version upcasts it in memory
+//! ([`super::upcast`]); stored rows are never rewritten.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::model::{
+    ConnectionContext, EndpointRef, Labels, Mechanism, Path, ServiceName, SpiffeId,
+};
+use super::upcast;
+use crate::error::StoreError;
+use crate::store::{Causation, NewEvent, RecordedEvent};
+
+/// A client asked for a vWire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requested {
+    pub at: DateTime<Utc>,
+    pub service: ServiceName,
+    #[serde(default)]
+    pub labels: Labels,
+    pub client: SpiffeId,
+    #[serde(default)]
+    pub mechanism_preferences: Vec<Mechanism>,
+    #[serde(default)]
+    pub path: Path,
+    /// The vWire is expired if not established and refreshed by then.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An endpoint accepted the vWire and the data plane connected it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Established {
+    pub at: DateTime<Utc>,
+    pub endpoint: EndpointRef,
+    /// The mechanism chosen for the client's end.
+    pub mechanism: Mechanism,
+    #[serde(default)]
+    pub context: ConnectionContext,
+    #[serde(default)]
+    pub path: Path,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The client refreshed the vWire: its deadline moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refreshed {
+    pub at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The path as the refresh carried it, if it changed (new tokens, new expiries).
+    #[serde(default)]
+    pub path: Option<Path>,
+}
+
+/// The deadline passed without a refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expired {
+    pub at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    /// The deadline passed while the node was down; noticed at start-up.
+    #[serde(default)]
+    pub during_downtime: bool,
+}
+
+/// Who closed a vWire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedBy {
+    Client,
+    Endpoint,
+    Operator,
+    Node,
+}
+
+/// The vWire was closed on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closed {
+    pub at: DateTime<Utc>,
+    pub by: ClosedBy,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Where in its life a vWire failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureStage {
+    Validation,
+    Discovery,
+    Endpoint,
+    Dataplane,
+    Recovery,
+    /// Recorded by a version that did not say (schema version 1).
+    Unknown,
+}
+
+/// The kind of failure, in gRPC's terms so that it maps to a status without guessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    FailedPrecondition,
+    Unavailable,
+    DeadlineExceeded,
+    Internal,
+    Unknown,
+}
+
+/// The vWire could not be made, or broke beyond repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failed {
+    pub at: DateTime<Utc>,
+    pub stage: FailureStage,
+    pub code: FailureCode,
+    pub reason: String,
+}
+
+/// The runtime repaired the vWire (for example re-created data-plane objects after a restart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healed {
+    pub at: DateTime<Utc>,
+    /// What was repaired, one line each, for the operator.
+    pub repairs: Vec<String>,
+}
+
+/// Everything that can happen to a vWire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VWireEvent {
+    Requested(Requested),
+    Established(Established),
+    Refreshed(Refreshed),
+    Expired(Expired),
+    Closed(Closed),
+    Failed(Failed),
+    Healed(Healed),
+}
+
+/// Why a stored event could not be read as a [`VWireEvent`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown vWire event type {0:?}")]
+    UnknownType(String),
+    #[error("{event_type} schema version {version} is newer than this binary knows ({known})")]
+    NewerVersion {
+        event_type: String,
+        version: u32,
+        known: u32,
+    },
+    #[error("no upcaster for {event_type} schema version {version}")]
+    NoUpcaster { event_type: String, version: u32 },
+    #[error("{event_type} payload at position {position} does not decode: {message}")]
+    Payload {
+        event_type: String,
+        position: u64,
+        message: String,
+    },
+}
+
+impl VWireEvent {
+    /// The `event_type` column.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            VWireEvent::Requested(_) => "Requested",
+            VWireEvent::Established(_) => "Established",
+            VWireEvent::Refreshed(_) => "Refreshed",
+            VWireEvent::Expired(_) => "Expired",
+            VWireEvent::Closed(_) => "Closed",
+            VWireEvent::Failed(_) => "Failed",
+            VWireEvent::Healed(_) => "Healed",
+        }
+    }
+
+    /// When the decision this event records was made.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            VWireEvent::Requested(e) => e.at,
+            VWireEvent::Established(e) => e.at,
+            VWireEvent::Refreshed(e) => e.at,
+            VWireEvent::Expired(e) => e.at,
+            VWireEvent::Closed(e) => e.at,
+            VWireEvent::Failed(e) => e.at,
+            VWireEvent::Healed(e) => e.at,
+        }
+    }
+
+    /// Serializes the event for the store at its current schema version.
+    pub fn to_new_event(&self, causation: Causation) -> Result<NewEvent, StoreError> {
+        let event_type = self.event_type();
+        let version = upcast::current_version(event_type).unwrap_or(1);
+        match self {
+            VWireEvent::Requested(e) => NewEvent::new(event_type, version, e, causation),
+            VWireEvent::Established(e) => NewEvent::new(event_type, version, e, causation),
+            VWireEvent::Refreshed(e) => NewEvent::new(event_type, version, e, causation),
+            VWireEvent::Expired(e) => NewEvent::new(event_type, version, e, causation),
+            VWireEvent::Closed(e) => NewEvent::new(event_type, version, e, causation),
+            VWireEvent::Failed(e) => NewEvent::new(event_type, version, e, causation),
+            VWireEvent::Healed(e) => NewEvent::new(event_type, version, e, causation),
+        }
+    }
+
+    /// Reads a stored event, upcasting older schema versions.
+    pub fn decode(recorded: &RecordedEvent) -> Result<Self, DecodeError> {
+        let event_type = recorded.event_type.as_str();
+        let known = upcast::current_version(event_type)
+            .ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
+        let payload_error = |e: serde_json::Error| DecodeError::Payload {
+            event_type: event_type.to_owned(),
+            position: recorded.position.0,
+            message: e.to_string(),
+        };
+        if recorded.schema_version == known {
+            return Self::from_json(event_type, &recorded.payload).map_err(payload_error);
+        }
+        if recorded.schema_version > known {
+            return Err(DecodeError::NewerVersion {
+                event_type: event_type.to_owned(),
+                version: recorded.schema_version,
+                known,
+            });
+        }
+        let old: serde_json::Value =
+            serde_json::from_str(&recorded.payload).map_err(payload_error)?;
+        let current = upcast::upcast(event_type, recorded.schema_version, old)?;
+        Self::from_value(event_type, current).map_err(payload_error)
+    }
+
+    fn from_json(event_type: &str, json: &str) -> Result<Self, serde_json::Error> {
+        Ok(match event_type {
+            "Requested" => VWireEvent::Requested(serde_json::from_str(json)?),
+            "Established" => VWireEvent::Established(serde_json::from_str(json)?),
+            "Refreshed" => VWireEvent::Refreshed(serde_json::from_str(json)?),
+            "Expired" => VWireEvent::Expired(serde_json::from_str(json)?),
+            "Closed" => VWireEvent::Closed(serde_json::from_str(json)?),
+            "Failed" => VWireEvent::Failed(serde_json::from_str(json)?),
+            "Healed" => VWireEvent::Healed(serde_json::from_str(json)?),
+            other => return Err(serde::de::Error::custom(format!("unknown type {other}"))),
+        })
+    }
+
+    fn from_value(event_type: &str, value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        Self::from_json(event_type, &value.to_string())
+    }
+}

@@ -1,0 +1,29 @@
+//! The vWire: its domain types, its events, its state as a fold over them, and the pure
+//! decisions that produce them.
+//!
+//! Lifecycle (DESIGN.md §2):
+//!
+//! ```text
+//! Requested ──► Established ──► Refreshed* ──► Closed
+//!      │              │   └─► Healed*  │
+//!      └──► Failed    └────────────────┴──► Expired   (deadline passed without refresh)
+//! ```
+//! `Closed`, `Failed` and `Expired` can follow `Requested` too; nothing follows them.
+
+mod decide;
+mod event;
+mod model;
+pub mod projection;
+mod state;
+pub mod upcast;
+
+pub use decide::{Command, LifecycleError, MAX_LIFETIME, VWireRequest, decide};
+pub use event::{
+    Closed, ClosedBy, DecodeError, Established, Expired, Failed, FailureCode, FailureStage, Healed,
+    Refreshed, Requested, VWireEvent,
+};
+pub use model::{
+    ConnectionContext, EndpointRef, IpContext, Labels, Mechanism, MechanismClass, Path,
+    PathSegment, Route, ServiceName, SpiffeId, VWIRE_STREAM_PREFIX, VWireId, parse_cidr,
+};
+pub use state::{Connection, Ending, FoldError, Status, VWire};

@@ -1,0 +1,300 @@
+//! Domain types of a vWire: what a client asked for and what it was connected to. They
+//! mirror Network Service Mesh's `Connection` and `ConnectionContext` but are validated:
+//! a value of these types is always well-formed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::LifecycleError;
+use crate::store::StreamId;
+
+/// Prefix of every vWire stream id in the log.
+pub const VWIRE_STREAM_PREFIX: &str = "vwire-";
+
+/// The id of a vWire (a UUID); its stream in the log is `vwire-<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VWireId(pub Uuid);
+
+impl VWireId {
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn stream(&self) -> StreamId {
+        StreamId::new(format!("{VWIRE_STREAM_PREFIX}{}", self.0.hyphenated()))
+            .expect("a uuid makes a valid stream id")
+    }
+
+    /// The vWire a stream belongs to, if it is a vWire stream.
+    pub fn from_stream(stream: &StreamId) -> Option<Self> {
+        let id = stream.as_str().strip_prefix(VWIRE_STREAM_PREFIX)?;
+        Uuid::parse_str(id).ok().map(Self)
+    }
+}
+
+impl fmt::Display for VWireId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for VWireId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+fn invalid(message: String) -> LifecycleError {
+    LifecycleError::Invalid(message)
+}
+
+/// A Network Service name: `name` or `name@domain`, DNS-like characters only.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    pub fn new(name: impl Into<String>) -> Result<Self, LifecycleError> {
+        let name = name.into();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@');
+        if name.is_empty() || name.len() > 253 || !name.chars().all(allowed) {
+            return Err(invalid(format!(
+                "network service name {name:?} must be 1-253 characters of [A-Za-z0-9._@-]"
+            )));
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ServiceName {
+    type Error = LifecycleError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<ServiceName> for String {
+    fn from(value: ServiceName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A SPIFFE ID (`spiffe://trust-domain/path`): who a client or endpoint is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SpiffeId(String);
+
+impl SpiffeId {
+    pub fn new(id: impl Into<String>) -> Result<Self, LifecycleError> {
+        let id = id.into();
+        let rest = id.strip_prefix("spiffe://").unwrap_or_default();
+        let domain = rest.split('/').next().unwrap_or_default();
+        let domain_ok = !domain.is_empty()
+            && domain.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_')
+            });
+        let path_ok = rest[domain.len()..]
+            .split('/')
+            .skip(1)
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+        if id.len() > 2048 || !domain_ok || !path_ok {
+            return Err(invalid(format!(
+                "{id:?} is not a SPIFFE ID (spiffe://<trust domain>/<path>)"
+            )));
+        }
+        Ok(Self(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SpiffeId {
+    type Error = LifecycleError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<SpiffeId> for String {
+    fn from(value: SpiffeId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Labels of a request or an endpoint (they drive endpoint selection).
+pub type Labels = BTreeMap<String, String>;
+
+/// Whether a mechanism attaches a workload on this node or reaches another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum MechanismClass {
+    Local,
+    Remote,
+}
+
+/// How one end of a vWire is attached: NSM's `connection.Mechanism`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mechanism {
+    pub cls: MechanismClass,
+    /// `KERNEL`, `MEMIF`, `VXLAN`, `WIREGUARD`, ... (NSM's type strings).
+    #[serde(rename = "type")]
+    pub mechanism_type: String,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+}
+
+impl Mechanism {
+    pub fn new(cls: MechanismClass, mechanism_type: &str) -> Self {
+        Self {
+            cls,
+            mechanism_type: mechanism_type.to_owned(),
+            parameters: BTreeMap::new(),
+        }
+    }
+}
+
+/// One hop of a vWire's path: NSM's `connection.PathSegment`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathSegment {
+    pub name: String,
+    /// The connection id at that hop.
+    pub id: String,
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub expires: Option<DateTime<Utc>>,
+}
+
+/// The hops of a vWire and which one is the current: NSM's `connection.Path`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Path {
+    pub index: u32,
+    pub segments: Vec<PathSegment>,
+}
+
+impl Path {
+    pub fn validate(&self) -> Result<(), LifecycleError> {
+        if !self.segments.is_empty() && self.index as usize >= self.segments.len() {
+            return Err(invalid(format!(
+                "path index {} is outside its {} segments",
+                self.index,
+                self.segments.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A route: `prefix` reached through `next_hop` (empty: the other end's address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub prefix: String,
+    #[serde(default)]
+    pub next_hop: String,
+}
+
+/// Addresses and routes of both ends: the part of NSM's `IPContext` nsm-rs acts on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpContext {
+    #[serde(default)]
+    pub src_ip_addrs: Vec<String>,
+    #[serde(default)]
+    pub dst_ip_addrs: Vec<String>,
+    #[serde(default)]
+    pub src_routes: Vec<Route>,
+    #[serde(default)]
+    pub dst_routes: Vec<Route>,
+    #[serde(default)]
+    pub excluded_prefixes: Vec<String>,
+}
+
+/// Parses `addr/len`, checking the length against the address family.
+pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), LifecycleError> {
+    let bad = || {
+        invalid(format!(
+            "{text:?} is not an address with a prefix length (addr/len)"
+        ))
+    };
+    let (addr, len) = text.split_once('/').ok_or_else(bad)?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(bad());
+    }
+    Ok((addr, len))
+}
+
+impl IpContext {
+    pub fn validate(&self) -> Result<(), LifecycleError> {
+        let addresses = self.src_ip_addrs.iter().chain(&self.dst_ip_addrs);
+        let prefixes = self.excluded_prefixes.iter();
+        let routes = self.src_routes.iter().chain(&self.dst_routes);
+        for cidr in addresses.chain(prefixes).chain(routes.map(|r| &r.prefix)) {
+            parse_cidr(cidr)?;
+        }
+        for route in self.src_routes.iter().chain(&self.dst_routes) {
+            if !route.next_hop.is_empty() && route.next_hop.parse::<IpAddr>().is_err() {
+                return Err(invalid(format!(
+                    "next hop {:?} is not an IP address",
+                    route.next_hop
+                )));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for cidr in self.src_ip_addrs.iter().chain(&self.dst_ip_addrs) {
+            let (addr, _) = parse_cidr(cidr)?;
+            if !seen.insert(addr) {
+                return Err(invalid(format!(
+                    "address {addr} is given to both ends or twice"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the endpoint side set for the vWire: NSM's `ConnectionContext`, the parts we act on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionContext {
+    #[serde(default)]
+    pub ip: IpContext,
+    /// MTU of the vWire's interfaces; `None` leaves the data plane's default.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// The endpoint (NSE) a vWire is connected to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRef {
+    pub name: String,
+    pub url: String,
+}

@@ -1,0 +1,144 @@
+//! The `live_vwires` projection: one row per vWire that is not terminal, written in the same
+//! transaction as the vWire's events, so that a node starts without folding the whole log.
+//!
+//! It is derived data. [`rebuild`] computes it from the events alone, and [`compare`] reports
+//! every difference between the stored rows and a rebuild (used by tests and `nsm verify`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::StoreError;
+use crate::store::{EventStore, LiveRow, LiveRowData, Position, ProjectionChange, StreamId};
+
+use super::event::{DecodeError, VWireEvent};
+use super::model::VWireId;
+use super::state::{FoldError, VWire};
+
+/// Events read per query while rebuilding.
+const CHUNK: usize = 8192;
+
+/// Why the log could not be folded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Fold(#[from] FoldError),
+    #[error("live_vwires row for {stream} holds a state that does not decode: {message}")]
+    Row { stream: StreamId, message: String },
+}
+
+/// The projection change that keeps `live_vwires` equal to `state`.
+pub fn change_for(state: &VWire) -> Result<ProjectionChange, StoreError> {
+    if state.status.is_terminal() {
+        return Ok(ProjectionChange::Remove);
+    }
+    Ok(ProjectionChange::Upsert(LiveRowData {
+        status: state.status.as_str().to_owned(),
+        expires_at: state.expires_at,
+        state: serde_json::to_string(state)?,
+    }))
+}
+
+/// The state stored in a `live_vwires` row.
+pub fn decode_row(row: &LiveRow) -> Result<VWire, ReplayError> {
+    serde_json::from_str(&row.data.state).map_err(|e| ReplayError::Row {
+        stream: row.stream.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// Every vWire's state folded from the log alone, with the number of events read.
+#[derive(Debug, Default)]
+pub struct Folded {
+    pub vwires: HashMap<VWireId, VWire>,
+    pub events: u64,
+    pub head: Position,
+}
+
+/// Folds every vWire stream of the log up to its head.
+pub async fn fold_all(store: &dyn EventStore) -> Result<Folded, ReplayError> {
+    let mut folded = Folded::default();
+    loop {
+        let chunk = store.read_all(folded.head, CHUNK).await?;
+        let Some(last) = chunk.last() else { break };
+        folded.head = last.position;
+        for recorded in &chunk {
+            let Some(id) = VWireId::from_stream(&recorded.stream) else {
+                continue;
+            };
+            let event = VWireEvent::decode(recorded)?;
+            let state = folded.vwires.remove(&id);
+            folded.vwires.insert(id, VWire::evolve(state, id, &event)?);
+            folded.events += 1;
+        }
+    }
+    Ok(folded)
+}
+
+/// The `live_vwires` rows the log implies, by stream.
+pub async fn rebuild(store: &dyn EventStore) -> Result<BTreeMap<StreamId, LiveRow>, ReplayError> {
+    let folded = fold_all(store).await?;
+    let mut rows = BTreeMap::new();
+    for vwire in folded.vwires.values() {
+        if let ProjectionChange::Upsert(data) = change_for(vwire)? {
+            let stream = vwire.id.stream();
+            rows.insert(
+                stream.clone(),
+                LiveRow {
+                    stream,
+                    version: vwire.version,
+                    data,
+                },
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// One way the stored projection differs from a rebuild.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The log says the vWire is live, but it has no row.
+    Missing { stream: StreamId },
+    /// A row for a vWire the log says is terminal or unknown.
+    Unexpected { stream: StreamId },
+    /// The row and the log disagree.
+    Differs {
+        stream: StreamId,
+        stored: Box<LiveRow>,
+        rebuilt: Box<LiveRow>,
+    },
+}
+
+/// Compares the stored projection with a rebuild from the log.
+pub async fn compare(store: &dyn EventStore) -> Result<Vec<Mismatch>, ReplayError> {
+    let mut rebuilt = rebuild(store).await?;
+    let mut mismatches = Vec::new();
+    for stored in store.live_rows().await? {
+        let Some(expected) = rebuilt.remove(&stored.stream) else {
+            mismatches.push(Mismatch::Unexpected {
+                stream: stored.stream,
+            });
+            continue;
+        };
+        let same_state = decode_row(&stored).ok() == decode_row(&expected).ok();
+        let same_row = stored.version == expected.version
+            && stored.data.status == expected.data.status
+            && stored.data.expires_at == expected.data.expires_at;
+        if !(same_state && same_row) {
+            mismatches.push(Mismatch::Differs {
+                stream: stored.stream.clone(),
+                stored: Box::new(stored),
+                rebuilt: Box::new(expected),
+            });
+        }
+    }
+    mismatches.extend(
+        rebuilt
+            .into_keys()
+            .map(|stream| Mismatch::Missing { stream }),
+    );
+    Ok(mismatches)
+}
