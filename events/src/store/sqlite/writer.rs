@@ -4,9 +4,10 @@
 //! appends), runs them in one `BEGIN IMMEDIATE` transaction and commits once, so one fsync
 //! covers the whole batch. Each append is checked on its own inside the transaction:
 //!
-//! * its first insert carries the version check (`WHERE current version = expected`) and
-//!   `ON CONFLICT DO NOTHING`, so a conflict or a duplicate id writes nothing and fails no
-//!   other append of the batch;
+//! * each insert carries its checks in its WHERE clause (current version = expected, id not
+//!   yet in the log), so a conflict or a duplicate id writes nothing and fails no other
+//!   append of the batch. (Not `ON CONFLICT DO NOTHING`: an insert skipped that way still
+//!   consumes an AUTOINCREMENT value, which would leave a gap in the positions.)
 //! * an append of several events runs inside a SAVEPOINT, undone if a later event turns out
 //!   to be a duplicate;
 //! * its projection change is written after its events, in the same transaction.
@@ -37,8 +38,8 @@ INSERT INTO events (event_id, stream, version, event_type, schema_version, recor
                     correlation_id, causation_id, payload)
 SELECT ?1, ?2, current.version + 1, ?4, ?5, ?6, ?7, ?8, ?9
 FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream = ?2) AS current
-WHERE ?3 IS NULL OR current.version = ?3
-ON CONFLICT DO NOTHING
+WHERE (?3 IS NULL OR current.version = ?3)
+  AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ?1)
 RETURNING position, version";
 
 const UPSERT_LIVE: &str = "\
