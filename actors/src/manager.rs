@@ -1,0 +1,270 @@
+//! The Manager: the node's directory of live vWires, and start-up replay.
+//!
+//! It starts one VWire actor per live vWire, spread over a fixed set of arbiters, and routes
+//! callers to them; callers then talk to the VWire directly, so the Manager never waits on a
+//! vWire's I/O. It restarts a VWire that stopped because its state may be behind the log.
+//!
+//! Start-up replay: read the `live_vwires` projection, start an actor for each row (folding
+//! the stream from the log instead if the row does not decode), and let each actor expire at
+//! once if its deadline passed while the node was down, or re-arm its timer otherwise.
+//! Nothing is routed until replay has finished (`ctx.wait`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use nsm_events::clock::Clock;
+use nsm_events::store::Causation;
+use nsm_events::vwire::projection::decode_row;
+use nsm_events::vwire::{Command, VWire, VWireId, VWireRequest};
+use tokio::time::Instant;
+
+use crate::error::ActorError;
+use crate::journal::Journal;
+use crate::vwire::{Boot, StopCause, VWireActor, VWireHandle, VWireStopped};
+
+/// Route requests the Manager may have queued before callers wait.
+const MAILBOX_CAPACITY: usize = 4096;
+
+/// How the Manager runs.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Arbiters (threads) the VWire actors are spread over; 0 runs them on the Manager's own
+    /// arbiter (tests on a paused clock need that, since each arbiter has its own runtime).
+    pub arbiters: usize,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// What start-up replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Live vWires found in the log.
+    pub live: usize,
+    /// Of those, the ones whose deadline passed while the node was down (expired now).
+    pub expired_during_downtime: usize,
+    /// Rows of the projection that did not decode and were folded from the log instead.
+    pub folded_from_log: usize,
+    pub duration: std::time::Duration,
+}
+
+pub(crate) struct Manager {
+    journal: Journal,
+    clock: Arc<dyn Clock>,
+    arbiters: Vec<Arbiter>,
+    next_arbiter: usize,
+    directory: HashMap<VWireId, Addr<VWireActor>>,
+    started_at: DateTime<Utc>,
+}
+
+impl Manager {
+    fn spawn(&mut self, id: VWireId, boot: Boot, ctx: &mut Context<Self>) -> Addr<VWireActor> {
+        let journal = self.journal.clone();
+        let clock = self.clock.clone();
+        let manager = ctx.address().recipient();
+        let started_at = self.started_at;
+        let make = move || VWireActor::new(id, boot, journal, clock, manager, started_at);
+        let addr = if self.arbiters.is_empty() {
+            make().start()
+        } else {
+            let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
+            self.next_arbiter = self.next_arbiter.wrapping_add(1);
+            VWireActor::start_in_arbiter(&arbiter.handle(), move |_| make())
+        };
+        self.directory.insert(id, addr.clone());
+        addr
+    }
+}
+
+impl Actor for Manager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}
+
+/// Asks for the actor of a vWire, starting one (which loads it from the log) if none runs.
+#[derive(Message)]
+#[rtype(result = "Addr<VWireActor>")]
+struct Route(VWireId);
+
+impl Handler<Route> for Manager {
+    type Result = MessageResult<Route>;
+
+    fn handle(&mut self, Route(id): Route, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(addr) = self.directory.get(&id).filter(|a| a.connected()) {
+            return MessageResult(addr.clone());
+        }
+        MessageResult(self.spawn(id, Boot::Load, ctx))
+    }
+}
+
+impl Handler<VWireStopped> for Manager {
+    type Result = ();
+
+    fn handle(&mut self, msg: VWireStopped, ctx: &mut Context<Self>) {
+        // A newer actor may already serve this id; only forget the one that stopped.
+        if self.directory.get(&msg.id) == Some(&msg.addr) {
+            self.directory.remove(&msg.id);
+            if msg.cause == StopCause::Rebuild {
+                self.spawn(msg.id, Boot::Load, ctx);
+            }
+        }
+    }
+}
+
+/// Asks for the ids of every live vWire.
+#[derive(Message)]
+#[rtype(result = "Vec<VWireId>")]
+struct ListLive;
+
+impl Handler<ListLive> for Manager {
+    type Result = MessageResult<ListLive>;
+
+    fn handle(&mut self, _: ListLive, _: &mut Context<Self>) -> Self::Result {
+        let mut ids: Vec<VWireId> = self.directory.keys().copied().collect();
+        ids.sort();
+        MessageResult(ids)
+    }
+}
+
+/// Asks the Manager to load every live vWire from the log (start-up replay).
+#[derive(Message)]
+#[rtype(result = "Result<ReplayReport, ActorError>")]
+struct Replay;
+
+impl Handler<Replay> for Manager {
+    type Result = ResponseActFuture<Self, Result<ReplayReport, ActorError>>;
+
+    fn handle(&mut self, _: Replay, ctx: &mut Context<Self>) -> Self::Result {
+        let began = Instant::now();
+        let journal = self.journal.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // `wait`: no Route is served until every live vWire has its actor.
+        ctx.wait(async move { journal.live_rows().await }.into_actor(self).then(
+            move |rows, act, ctx| {
+                let outcome = rows.map_err(ActorError::from).map(|rows| {
+                    let mut report = ReplayReport {
+                        live: rows.len(),
+                        ..ReplayReport::default()
+                    };
+                    for row in rows {
+                        let Some(id) = VWireId::from_stream(&row.stream) else { continue };
+                        let boot = match decode_row(&row) {
+                            Ok(state) => {
+                                if state.expires_at <= act.started_at {
+                                    report.expired_during_downtime += 1;
+                                }
+                                Boot::Known(Box::new(state))
+                            }
+                            Err(e) => {
+                                tracing::warn!(vwire = %id, error = %e, "projection row unreadable; folding the log");
+                                report.folded_from_log += 1;
+                                Boot::Load
+                            }
+                        };
+                        act.spawn(id, boot, ctx);
+                    }
+                    report.duration = began.elapsed();
+                    report
+                });
+                let _ = tx.send(outcome);
+                fut::ready(())
+            },
+        ));
+        Box::pin(async move { rx.await.unwrap_or(Err(ActorError::Stopped)) }.into_actor(self))
+    }
+}
+
+/// A handle to the node's Manager: the way into every vWire.
+#[derive(Debug, Clone)]
+pub struct ManagerHandle {
+    addr: Addr<Manager>,
+}
+
+impl ManagerHandle {
+    /// Starts the Manager (and its arbiters) on the current actix System. Call [`Self::replay`]
+    /// next, before serving anyone.
+    pub fn start(config: ManagerConfig, journal: Journal, clock: Arc<dyn Clock>) -> Self {
+        let started_at = clock.now();
+        let arbiters = (0..config.arbiters).map(|_| Arbiter::new()).collect();
+        let manager = Manager {
+            journal,
+            clock,
+            arbiters,
+            next_arbiter: 0,
+            directory: HashMap::new(),
+            started_at,
+        };
+        Self {
+            addr: manager.start(),
+        }
+    }
+
+    /// Start-up replay: brings back every live vWire from the log.
+    pub async fn replay(&self) -> Result<ReplayReport, ActorError> {
+        self.addr.send(Replay).await?
+    }
+
+    /// The vWire's actor (started and loaded from the log if it is not running).
+    pub async fn vwire(&self, id: VWireId) -> Result<VWireHandle, ActorError> {
+        let addr = self.addr.send(Route(id)).await?;
+        Ok(VWireHandle::new(id, addr))
+    }
+
+    /// Carries out a command on a vWire. Retries once if the vWire's actor stopped between
+    /// routing and delivery (it had just ended, or is being rebuilt).
+    pub async fn execute(
+        &self,
+        id: VWireId,
+        command: Command,
+        causation: Causation,
+    ) -> Result<VWire, ActorError> {
+        match self
+            .vwire(id)
+            .await?
+            .execute(command.clone(), causation.clone())
+            .await
+        {
+            Err(ActorError::Stopped) => self.vwire(id).await?.execute(command, causation).await,
+            other => other,
+        }
+    }
+
+    /// Requests a new vWire.
+    pub async fn request(
+        &self,
+        id: VWireId,
+        request: VWireRequest,
+        causation: Causation,
+    ) -> Result<VWire, ActorError> {
+        self.execute(id, Command::Request(request), causation).await
+    }
+
+    /// The state of a vWire: from its actor if live, else folded from the log.
+    pub async fn state(&self, id: VWireId) -> Result<Option<VWire>, ActorError> {
+        match self.vwire(id).await?.state().await {
+            Err(ActorError::Stopped) => self.vwire(id).await?.state().await,
+            other => other,
+        }
+    }
+
+    /// Ids of the vWires that have a running actor, sorted.
+    pub async fn live(&self) -> Result<Vec<VWireId>, ActorError> {
+        Ok(self.addr.send(ListLive).await?)
+    }
+}

@@ -1,0 +1,131 @@
+//! Helpers shared by the actor tests: a paused-clock actix system, and vWire commands.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nsm_actors::{Journal, ManagerConfig, ManagerHandle};
+use nsm_events::clock::{Clock, PausedClock};
+use nsm_events::store::{EventStore, MemoryStore};
+use nsm_events::vwire::{
+    Command, ConnectionContext, EndpointRef, IpContext, Mechanism, MechanismClass, Path,
+    ServiceName, SpiffeId, VWire, VWireEvent, VWireId, VWireRequest,
+};
+
+/// Runs `test` in an actix System on a current-thread tokio runtime with a paused clock.
+pub fn run_paused<F, Fut>(test: F) -> Fut::Output
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+{
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime")
+    });
+    system.block_on(test())
+}
+
+pub fn origin() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// A node on a memory store, with a wall clock that follows tokio's paused clock.
+pub struct Node {
+    pub store: MemoryStore,
+    pub clock: Arc<dyn Clock>,
+    pub manager: ManagerHandle,
+}
+
+impl Node {
+    pub async fn start(store: MemoryStore, wall: DateTime<Utc>) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(PausedClock::starting_at(wall));
+        let journal = Journal::new(Arc::new(store.clone()));
+        let manager = ManagerHandle::start(ManagerConfig { arbiters: 0 }, journal, clock.clone());
+        manager.replay().await.expect("replay");
+        Self {
+            store,
+            clock,
+            manager,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The vWire folded from the log alone.
+    pub async fn folded(&self, id: VWireId) -> Option<VWire> {
+        let recorded = self.store.read_stream(&id.stream(), 1).await.unwrap();
+        let events: Vec<VWireEvent> = recorded
+            .iter()
+            .map(|e| VWireEvent::decode(e).unwrap())
+            .collect();
+        VWire::fold(id, &events).unwrap()
+    }
+
+    pub async fn log_len(&self) -> usize {
+        self.store
+            .read_all(nsm_events::store::Position::START, usize::MAX)
+            .await
+            .unwrap()
+            .len()
+    }
+
+    pub async fn live_rows(&self) -> Vec<nsm_events::store::LiveRow> {
+        self.store.live_rows().await.unwrap()
+    }
+
+    pub async fn events_of(&self, id: VWireId) -> Vec<String> {
+        let recorded = self.store.read_stream(&id.stream(), 1).await.unwrap();
+        recorded.into_iter().map(|e| e.event_type).collect()
+    }
+}
+
+pub fn request(lifetime: Duration) -> VWireRequest {
+    VWireRequest {
+        service: ServiceName::new("secure-intranet").unwrap(),
+        labels: [("app".to_owned(), "web".to_owned())].into(),
+        client: SpiffeId::new("spiffe://example.org/ns/default/sa/web").unwrap(),
+        mechanism_preferences: vec![Mechanism::new(MechanismClass::Local, "KERNEL")],
+        path: Path::default(),
+        lifetime,
+    }
+}
+
+pub fn establish(now: DateTime<Utc>, lifetime: Duration) -> Command {
+    Command::Establish {
+        endpoint: EndpointRef {
+            name: "nse-1".into(),
+            url: "unix:///run/nse-1.sock".into(),
+        },
+        mechanism: Mechanism::new(MechanismClass::Local, "KERNEL"),
+        context: ConnectionContext {
+            ip: IpContext {
+                src_ip_addrs: vec!["169.254.0.1/32".into()],
+                dst_ip_addrs: vec!["169.254.0.2/32".into()],
+                ..IpContext::default()
+            },
+            mtu: Some(1450),
+            ..ConnectionContext::default()
+        },
+        path: Path::default(),
+        expires_at: now + chrono::Duration::from_std(lifetime).unwrap(),
+    }
+}
+
+pub fn refresh(now: DateTime<Utc>, lifetime: Duration) -> Command {
+    Command::Refresh {
+        expires_at: now + chrono::Duration::from_std(lifetime).unwrap(),
+        path: None,
+    }
+}
+
+pub const MINUTE: Duration = Duration::from_secs(60);
