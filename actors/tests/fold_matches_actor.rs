@@ -46,13 +46,33 @@ fn command(op: &Op, node: &Node) -> Option<(usize, Command)> {
         Op::Request { vwire, lifetime_s } => (vwire, Command::Request(request(secs(lifetime_s)))),
         Op::Establish { vwire, lifetime_s } => (vwire, establish(node.now(), secs(lifetime_s))),
         Op::Refresh { vwire, lifetime_s } => (vwire, refresh(node.now(), secs(lifetime_s))),
-        Op::Expire { vwire } => (vwire, Command::Expire { during_downtime: false }),
-        Op::Close { vwire } => (vwire, Command::Close { by: ClosedBy::Client, reason: "test".into() }),
+        Op::Expire { vwire } => (
+            vwire,
+            Command::Expire {
+                during_downtime: false,
+            },
+        ),
+        Op::Close { vwire } => (
+            vwire,
+            Command::Close {
+                by: ClosedBy::Client,
+                reason: "test".into(),
+            },
+        ),
         Op::Fail { vwire } => (
             vwire,
-            Command::Fail { stage: FailureStage::Endpoint, code: FailureCode::Unavailable, reason: "test".into() },
+            Command::Fail {
+                stage: FailureStage::Endpoint,
+                code: FailureCode::Unavailable,
+                reason: "test".into(),
+            },
         ),
-        Op::Heal { vwire } => (vwire, Command::Heal { repairs: vec!["re-created a link".into()] }),
+        Op::Heal { vwire } => (
+            vwire,
+            Command::Heal {
+                repairs: vec!["re-created a link".into()],
+            },
+        ),
         Op::Wait { .. } => return None,
     })
 }
