@@ -20,6 +20,7 @@
 mod error;
 mod journal;
 mod manager;
+pub mod runtime;
 mod vwire;
 
 pub use error::ActorError;

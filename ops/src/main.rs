@@ -1,1 +1,56 @@
-fn main() {}
+//! `nsm`: the nsm-rs binary. This file only parses arguments and hands each command to the
+//! module that owns it.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod bench;
+mod logging;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// nsm-rs: an event-sourced Network Service Mesh runtime.
+#[derive(Debug, Parser)]
+#[command(name = "nsm", version, about)]
+struct Cli {
+    #[command(flatten)]
+    logging: logging::LoggingArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure what this machine can carry (prints a table, or JSON with --json).
+    #[command(subcommand)]
+    Bench(bench::Bench),
+}
+
+fn main() -> ExitCode {
+    logging::abort_on_panic();
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(&cli.logging) {
+        eprintln!("nsm: {e:#}");
+        return ExitCode::from(2);
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let outcome = nsm_actors::runtime::block_on(workers, async move {
+        match cli.command {
+            Command::Bench(which) => bench::run(which).await,
+        }
+    });
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("nsm: {e:#}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("nsm: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! Dropping every clone of the store (or calling [`SqliteStore::close`]) lets the writer
 //! drain its queue, checkpoint and close the file.
 
+pub mod baseline;
 mod checkpoint;
 mod open;
 mod rows;
@@ -27,6 +28,7 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use open::known_schema_version;
+pub use writer::{WriterCounts, WriterStats};
 
 use self::checkpoint::WalGuard;
 use self::open::Contents;
@@ -77,6 +79,7 @@ struct Shared {
     queue: std::sync::RwLock<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     read_only: bool,
+    stats: Arc<WriterStats>,
     read_all_sql: String,
     read_stream_sql: String,
 }
@@ -108,6 +111,7 @@ impl SqliteStore {
         let readers = reader_pool(&path, &options).await?;
         let (head_tx, head_rx) = watch::channel(head);
         let (queue_tx, queue_rx) = mpsc::channel(options.queue_capacity);
+        let stats = Arc::new(WriterStats::default());
         let writer = Writer {
             path: path.clone(),
             conn,
@@ -115,6 +119,7 @@ impl SqliteStore {
             max_batch: options.max_batch,
             wal: WalGuard::new(&path, options.wal_limit_bytes, options.busy_timeout),
             last_recorded_at,
+            stats: stats.clone(),
         };
         let task = tokio::spawn(writer.run(queue_rx));
         tracing::info!(path = %path.display(), head = head.0, "event log open");
@@ -124,6 +129,7 @@ impl SqliteStore {
             head_rx,
             Some(queue_tx),
             Some(task),
+            stats,
         ))
     }
 
@@ -154,7 +160,7 @@ impl SqliteStore {
         let _ = sqlx::Connection::close(conn).await;
         let readers = reader_pool(&path, &options).await?;
         let (_head_tx, head_rx) = watch::channel(head);
-        Ok(Self::from_parts(path, readers, head_rx, None, None))
+        Ok(Self::from_parts(path, readers, head_rx, None, None, Arc::default()))
     }
 
     fn from_parts(
@@ -163,6 +169,7 @@ impl SqliteStore {
         head: watch::Receiver<Position>,
         queue: Option<mpsc::Sender<Job>>,
         writer: Option<JoinHandle<()>>,
+        stats: Arc<WriterStats>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -172,6 +179,7 @@ impl SqliteStore {
                 queue: std::sync::RwLock::new(queue),
                 read_only: writer.is_none(),
                 writer: Mutex::new(writer),
+                stats,
                 read_all_sql: rows::read_all_sql(),
                 read_stream_sql: rows::read_stream_sql(),
             }),
@@ -180,6 +188,11 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// What the journal writer has done since the store was opened.
+    pub fn writer_stats(&self) -> WriterCounts {
+        self.shared.stats.snapshot()
     }
 
     /// The reader pool, for queries the [`EventStore`] trait does not cover (operator tools).

@@ -18,6 +18,8 @@
 //! head, which is what lets subscribers read without skipping anything.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
@@ -58,6 +60,35 @@ const HEAD: &str = "SELECT coalesce(max(position), 0) FROM events";
 /// An append's result, or an error that fails the whole batch.
 type Outcome = Result<Result<Appended, StoreError>, sqlx::Error>;
 
+/// Counters of the writer's work since the store was opened (for benchmarks and metrics).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    batches: AtomicU64,
+    appends: AtomicU64,
+    events: AtomicU64,
+}
+
+/// A snapshot of [`WriterStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterCounts {
+    /// Committed transactions (each one fsync).
+    pub batches: u64,
+    /// Appends in those transactions (written, refused or deduplicated).
+    pub appends: u64,
+    /// Events newly written.
+    pub events: u64,
+}
+
+impl WriterStats {
+    pub fn snapshot(&self) -> WriterCounts {
+        WriterCounts {
+            batches: self.batches.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+        }
+    }
+}
+
 pub(crate) struct Writer {
     pub(crate) path: PathBuf,
     pub(crate) conn: SqliteConnection,
@@ -66,6 +97,7 @@ pub(crate) struct Writer {
     pub(crate) wal: WalGuard,
     /// Timestamps never go backwards along positions, even if the wall clock does.
     pub(crate) last_recorded_at: DateTime<Utc>,
+    pub(crate) stats: Arc<WriterStats>,
 }
 
 impl Writer {
@@ -120,13 +152,22 @@ impl Writer {
             return;
         }
         self.last_recorded_at = now;
-        let written = outcomes
+        let written: usize = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .filter(|a| !a.deduplicated)
+            .map(|a| a.positions.len())
+            .sum();
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.appends.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+        self.stats.events.fetch_add(written as u64, Ordering::Relaxed);
+        let new_head = outcomes
             .iter()
             .filter_map(|o| o.as_ref().ok())
             .filter(|a| !a.deduplicated)
             .filter_map(|a| a.positions.last())
             .max();
-        if let Some(&head) = written {
+        if let Some(&head) = new_head {
             self.head.send_replace(head);
         }
         for (outcome, reply) in outcomes.into_iter().zip(replies) {
@@ -143,7 +184,7 @@ impl Writer {
         let mut expected = request.expected.as_version().map(to_sql);
         let mut positions = Vec::with_capacity(request.events.len());
         for event in &request.events {
-            let inserted = sqlx::query(INSERT_EVENT)
+            let insert = sqlx::query(INSERT_EVENT)
                 .bind(event.id.hyphenated().to_string())
                 .bind(request.stream.as_str())
                 .bind(expected)
@@ -152,18 +193,26 @@ impl Writer {
                 .bind(recorded_at)
                 .bind(event.causation.correlation_id.as_deref())
                 .bind(event.causation.causation_id.as_deref())
-                .bind(&event.payload)
-                .fetch_optional(&mut self.conn)
-                .await?;
-            let Some(row) = inserted else {
+                .bind(&event.payload);
+            // With a known expected version, the new version is known too, and a plain
+            // execute (no row to stream back) is cheaper than RETURNING.
+            let inserted = match expected {
+                Some(version) => {
+                    let done = insert.execute(&mut self.conn).await?;
+                    (done.rows_affected() == 1).then(|| (done.last_insert_rowid(), version + 1))
+                }
+                None => match insert.fetch_optional(&mut self.conn).await? {
+                    Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+                    None => None,
+                },
+            };
+            let Some((position, version)) = inserted else {
                 if savepoint {
                     execute(&mut self.conn, "ROLLBACK TO append").await?;
                     execute(&mut self.conn, "RELEASE append").await?;
                 }
                 return self.explain_refusal(request).await;
             };
-            let position: i64 = row.try_get(0)?;
-            let version: i64 = row.try_get(1)?;
             positions.push(Position(from_sql(position)));
             expected = Some(version);
         }

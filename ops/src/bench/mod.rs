@@ -1,0 +1,42 @@
+//! `nsm bench ...`: measurements an operator runs on a node's own hardware. Each prints a
+//! table, or JSON with `--json`; none is a pass/fail test.
+
+mod actors;
+mod fold;
+mod store;
+mod workload;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Bench {
+    /// Can this disk carry the event log? Durable append throughput with group commit,
+    /// against raw SQLite inserts with the same pragmas, batch sizes and payloads.
+    Store(store::StoreArgs),
+    /// How long start-up replay takes on a big log: fold N events into vWire state.
+    Fold(fold::FoldArgs),
+    /// Memory per idle vWire actor, and replay time, at N live vWires.
+    Actors(actors::ActorsArgs),
+}
+
+pub(crate) async fn run(which: Bench) -> anyhow::Result<()> {
+    match which {
+        Bench::Store(args) => store::run(args).await,
+        Bench::Fold(args) => fold::run(args).await,
+        Bench::Actors(args) => actors::run(args).await,
+    }
+}
+
+/// The `q` quantile of sorted samples, in milliseconds.
+fn quantile_ms(sorted: &[std::time::Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Rounds to three decimals for reports.
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
