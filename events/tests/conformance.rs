@@ -312,6 +312,52 @@ async fn concurrent_appends_keep_positions_gap_free_and_conflicts_isolated(store
     );
 }
 
+async fn racing_appends_to_one_stream_serialise_and_exactly_one_creator_wins(
+    store: &dyn EventStore,
+) {
+    // Unchecked appends to one stream, all at once: every one lands, versions 1..=50.
+    let unchecked =
+        (0..50u64).map(|n| append(store, "shared", ExpectedVersion::Any, events(n..n + 1)));
+    for done in futures::future::join_all(unchecked).await {
+        done.unwrap();
+    }
+    let versions: Vec<u64> = store
+        .read_stream(&stream("shared"), 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, (1..=50).collect::<Vec<_>>());
+    // Fifty writers race to create one stream: exactly one wins, the rest conflict.
+    let creators = (0..50u64).map(|n| {
+        append(
+            store,
+            "created",
+            ExpectedVersion::NoStream,
+            events(100 + 2 * n..102 + 2 * n),
+        )
+    });
+    let results = futures::future::join_all(creators).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, StoreError::WrongExpectedVersion { .. }))
+    );
+    assert_eq!(
+        store
+            .read_stream(&stream("created"), 1)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(read_everything(store).await.len(), 52);
+}
+
 async fn a_subscription_catches_up_then_follows_without_skipping(store: &dyn EventStore) {
     for n in 0..5 {
         append(store, "s", ExpectedVersion::Any, events(n..n + 1))
@@ -423,5 +469,6 @@ conformance!(
     reads_return_exact_ranges,
     concurrent_appends_keep_positions_gap_free_and_conflicts_isolated,
     a_subscription_catches_up_then_follows_without_skipping,
+    racing_appends_to_one_stream_serialise_and_exactly_one_creator_wins,
     the_projection_changes_with_its_events,
 );

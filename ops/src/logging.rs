@@ -15,7 +15,13 @@ pub(crate) struct LoggingArgs {
     #[arg(long, global = true, env = "NSM_LOG", default_value = "warn")]
     log: String,
     /// Log line format.
-    #[arg(long, global = true, env = "NSM_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "NSM_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
 }
 

@@ -83,7 +83,13 @@ fn resident_bytes() -> anyhow::Result<u64> {
     let kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))?;
     Ok(kib * 1024)
 }

@@ -61,7 +61,9 @@ pub(crate) fn history(
     let mut recorded = Vec::with_capacity(commands.len());
     for mut command in commands {
         now += chrono::Duration::seconds(1);
-        if let Command::Refresh { expires_at, .. } | Command::Establish { expires_at, .. } = &mut command {
+        if let Command::Refresh { expires_at, .. } | Command::Establish { expires_at, .. } =
+            &mut command
+        {
             *expires_at = now + lifetime;
         }
         for event in decide(state.as_ref(), &command, now)? {

@@ -2,6 +2,10 @@
 //! payloads as the store, written by plain `INSERT`s in explicit transactions with none of
 //! the store's logic (no queue, no version or idempotency checks, no projection). The ratio
 //! of the store's throughput to this one is what the store's logic costs.
+//!
+//! With `rows_per_statement` = [`MAX_ROWS`] it writes multi-row statements like the store,
+//! so the ratio measures the checks, the queue and the replies, not a difference in
+//! statement count; with 1 it is the naive one-INSERT-per-event baseline.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,15 +16,24 @@ use uuid::Uuid;
 
 use super::OpenOptions;
 use super::open;
+use super::wave;
+
+/// Rows per statement of the store's own multi-row inserts.
+pub const MAX_ROWS: usize = wave::MAX_ROWS;
 use super::writer::execute;
 use crate::error::StoreError;
 use crate::store::format_timestamp;
 
-const PLAIN_INSERT: &str = "\
-INSERT INTO events (event_id, stream, version, event_type, schema_version, recorded_at, payload)
-VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)";
+fn plain_insert(rows: usize) -> String {
+    let row = "(?, ?, ?, 'Benchmarked', 1, ?, ?)";
+    format!(
+        "INSERT INTO events (event_id, stream, version, event_type, schema_version, recorded_at, payload) VALUES {}",
+        vec![row; rows].join(",")
+    )
+}
 
 /// Writes `batches.len()` transactions of `batches[i]` events each, `streams` round robin,
+/// `rows_per_statement` rows per INSERT,
 /// into a new log at `path`, and returns the time the writes took (set-up excluded).
 pub async fn raw_insert_baseline(
     path: &Path,
@@ -28,6 +41,7 @@ pub async fn raw_insert_baseline(
     batches: &[usize],
     streams: usize,
     payload: &str,
+    rows_per_statement: usize,
 ) -> Result<Duration, StoreError> {
     open::check_path(path, false)?;
     let writer = open::writer_options(path, options.busy_timeout, options.wal_limit_bytes);
@@ -40,19 +54,24 @@ pub async fn raw_insert_baseline(
     for &size in batches {
         let recorded_at = format_timestamp(chrono::Utc::now());
         execute(&mut conn, "BEGIN IMMEDIATE").await?;
-        for _ in 0..size {
-            let s = next % streams.len();
-            next += 1;
-            versions[s] += 1;
-            sqlx::query(PLAIN_INSERT)
-                .bind(Uuid::now_v7().hyphenated().to_string())
-                .bind(&streams[s])
-                .bind(versions[s])
-                .bind("Benchmarked")
-                .bind(&recorded_at)
-                .bind(payload)
-                .execute(&mut conn)
-                .await?;
+        let mut left = size;
+        while left > 0 {
+            let rows = left.min(rows_per_statement.max(1));
+            left -= rows;
+            let sql = plain_insert(rows);
+            let mut query = sqlx::query(&sql);
+            for _ in 0..rows {
+                let s = next % streams.len();
+                next += 1;
+                versions[s] += 1;
+                query = query
+                    .bind(Uuid::now_v7().hyphenated().to_string())
+                    .bind(&streams[s])
+                    .bind(versions[s])
+                    .bind(&recorded_at)
+                    .bind(payload);
+            }
+            query.execute(&mut conn).await?;
         }
         execute(&mut conn, "COMMIT").await?;
     }

@@ -13,6 +13,7 @@ pub mod baseline;
 mod checkpoint;
 mod open;
 mod rows;
+mod wave;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -160,7 +161,14 @@ impl SqliteStore {
         let _ = sqlx::Connection::close(conn).await;
         let readers = reader_pool(&path, &options).await?;
         let (_head_tx, head_rx) = watch::channel(head);
-        Ok(Self::from_parts(path, readers, head_rx, None, None, Arc::default()))
+        Ok(Self::from_parts(
+            path,
+            readers,
+            head_rx,
+            None,
+            None,
+            Arc::default(),
+        ))
     }
 
     fn from_parts(

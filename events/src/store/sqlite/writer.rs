@@ -1,22 +1,25 @@
 //! The journal writer: the one task that writes to the log, with group commit.
 //!
 //! Appends arrive on a bounded queue. The writer takes everything queued (up to `max_batch`
-//! appends), runs them in one `BEGIN IMMEDIATE` transaction and commits once, so one fsync
-//! covers the whole batch. Each append is checked on its own inside the transaction:
+//! appends), writes them in one `BEGIN IMMEDIATE` transaction and commits once, so one fsync
+//! covers the whole batch. Inside the transaction the appends go in waves of multi-row
+//! statements ([`super::wave`]), and each append is still checked on its own:
 //!
-//! * each insert carries its checks in its WHERE clause (current version = expected, id not
-//!   yet in the log), so a conflict or a duplicate id writes nothing and fails no other
-//!   append of the batch. (Not `ON CONFLICT DO NOTHING`: an insert skipped that way still
-//!   consumes an AUTOINCREMENT value, which would leave a gap in the positions.)
-//! * an append of several events runs inside a SAVEPOINT, undone if a later event turns out
-//!   to be a duplicate;
-//! * its projection change is written after its events, in the same transaction.
+//! * every row carries its checks in its WHERE clause (the stream's version is the expected
+//!   one, the id is not yet in the log), so a conflict or a duplicate id writes nothing and
+//!   fails no other append of the batch. (Not `ON CONFLICT DO NOTHING`: a row skipped that
+//!   way still consumes an AUTOINCREMENT value, which would leave a gap in the positions.)
+//! * an append of several events goes in whole or not at all: a wave holding one runs in a
+//!   SAVEPOINT, and if any append went in partly the wave is undone and redone append by
+//!   append;
+//! * the projection changes of the appends that went in are written in the same transaction.
 //!
 //! Only an error of SQLite itself (I/O, disk full) fails the whole batch, and then every
 //! caller is told: a rollback means nothing was written; a failed COMMIT means the outcome is
 //! unknown ([`StoreError::OutcomeUnknown`]). After a commit, the writer publishes the new
 //! head, which is what lets subscribers read without skipping anything.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,12 +27,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
 
 use super::checkpoint::WalGuard;
+use super::wave;
 use crate::error::StoreError;
 use crate::store::retry::{KnownEvent, recognise_retry};
 use crate::store::{
-    AppendRequest, Appended, Position, ProjectionChange, StreamId, format_timestamp,
+    AppendRequest, Appended, ExpectedVersion, Position, ProjectionChange, StreamId,
+    format_timestamp,
 };
 
 /// One queued append and where its answer goes.
@@ -54,6 +60,9 @@ const DELETE_LIVE: &str = "DELETE FROM live_vwires WHERE stream = ?1";
 const FIND_EVENT: &str = "SELECT position, stream, version FROM events WHERE event_id = ?1";
 
 const STREAM_VERSION: &str = "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?1";
+
+const INSERTED_SINCE: &str =
+    "SELECT event_id, position, version FROM events WHERE position > ?1 AND position <= ?2";
 
 const HEAD: &str = "SELECT coalesce(max(position), 0) FROM events";
 
@@ -124,17 +133,14 @@ impl Writer {
         if let Err(e) = execute(&mut self.conn, "BEGIN IMMEDIATE").await {
             return answer_all(replies, &StoreError::from(e));
         }
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for request in &requests {
-            match self.append_one(request, &recorded_at).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    self.rollback().await;
-                    tracing::error!(path = %self.path.display(), error = %e, "append batch rolled back");
-                    return answer_all(replies, &StoreError::from(e));
-                }
+        let outcomes = match self.write_batch(&requests, &recorded_at).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                self.rollback().await;
+                tracing::error!(path = %self.path.display(), error = %e, "append batch rolled back");
+                return answer_all(replies, &StoreError::from(e));
             }
-        }
+        };
         if let Err(e) = execute(&mut self.conn, "COMMIT").await {
             self.rollback().await;
             tracing::error!(path = %self.path.display(), error = %e, "COMMIT failed; outcome unknown");
@@ -159,8 +165,12 @@ impl Writer {
             .map(|a| a.positions.len())
             .sum();
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats.appends.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
-        self.stats.events.fetch_add(written as u64, Ordering::Relaxed);
+        self.stats
+            .appends
+            .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+        self.stats
+            .events
+            .fetch_add(written as u64, Ordering::Relaxed);
         let new_head = outcomes
             .iter()
             .filter_map(|o| o.as_ref().ok())
@@ -176,6 +186,198 @@ impl Writer {
         }
     }
 
+    /// Writes every append of the batch, wave by wave (see [`super::wave`]). An `Err` fails
+    /// the whole batch; refusals of single appends are in the returned outcomes.
+    async fn write_batch(
+        &mut self,
+        requests: &[AppendRequest],
+        recorded_at: &str,
+    ) -> Result<Vec<Result<Appended, StoreError>>, sqlx::Error> {
+        let mut outcomes: Vec<Option<Result<Appended, StoreError>>> = vec![None; requests.len()];
+        for wave in wave::split_waves(requests) {
+            self.write_wave(requests, &wave, recorded_at, &mut outcomes)
+                .await?;
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(StoreError::OutcomeUnknown("append was not written".into()))
+                })
+            })
+            .collect())
+    }
+
+    async fn write_wave(
+        &mut self,
+        requests: &[AppendRequest],
+        wave: &[usize],
+        recorded_at: &str,
+        outcomes: &mut [Option<Result<Appended, StoreError>>],
+    ) -> Result<(), sqlx::Error> {
+        // Only an append of several events can go in partly (one of its ids is a duplicate).
+        let savepoint = wave.iter().any(|&i| requests[i].events.len() > 1);
+        if savepoint {
+            execute(&mut self.conn, "SAVEPOINT wave").await?;
+        }
+        let mut inserted: HashMap<Uuid, (i64, i64)> = HashMap::new();
+        for chunk in wave::chunks(requests, wave) {
+            self.insert_chunk(requests, &chunk, recorded_at, &mut inserted)
+                .await?;
+        }
+        let written = |request: &AppendRequest| {
+            request
+                .events
+                .iter()
+                .filter(|e| inserted.contains_key(&e.id))
+                .count()
+        };
+        let partial = wave.iter().any(|&i| {
+            let n = written(&requests[i]);
+            n != 0 && n != requests[i].events.len()
+        });
+        if partial {
+            execute(&mut self.conn, "ROLLBACK TO wave").await?;
+            execute(&mut self.conn, "RELEASE wave").await?;
+            for &i in wave {
+                outcomes[i] = Some(self.append_one(&requests[i], recorded_at).await?);
+            }
+            return Ok(());
+        }
+        if savepoint {
+            execute(&mut self.conn, "RELEASE wave").await?;
+        }
+        let mut projected = Vec::new();
+        for &i in wave {
+            let request = &requests[i];
+            if written(request) == 0 {
+                outcomes[i] = Some(self.explain_refusal(request).await?);
+                continue;
+            }
+            let rows: Vec<(i64, i64)> = request.events.iter().map(|e| inserted[&e.id]).collect();
+            let stream_version = rows.last().map_or(0, |&(_, v)| from_sql(v));
+            if let Some(change) = &request.projection {
+                projected.push((&request.stream, stream_version, change));
+            }
+            outcomes[i] = Some(Ok(Appended {
+                positions: rows.iter().map(|&(p, _)| Position(from_sql(p))).collect(),
+                stream_version,
+                deduplicated: false,
+            }));
+        }
+        self.project_many(&projected).await
+    }
+
+    /// One multi-row insert; records the position and version of each row that went in.
+    async fn insert_chunk(
+        &mut self,
+        requests: &[AppendRequest],
+        chunk: &[usize],
+        recorded_at: &str,
+        inserted: &mut HashMap<Uuid, (i64, i64)>,
+    ) -> Result<(), sqlx::Error> {
+        let rows: usize = chunk.iter().map(|&i| requests[i].events.len()).sum();
+        let sql = wave::insert_sql(rows);
+        let mut query = sqlx::query(&sql);
+        let mut ordinal = 0i64;
+        for &i in chunk {
+            let request = &requests[i];
+            let expected = request.expected.as_version().map(to_sql);
+            for (offset, event) in (1i64..).zip(&request.events) {
+                ordinal += 1;
+                query = query
+                    .bind(event.id.hyphenated().to_string())
+                    .bind(request.stream.as_str())
+                    .bind(expected)
+                    .bind(offset)
+                    .bind(&event.event_type)
+                    .bind(i64::from(event.schema_version))
+                    .bind(recorded_at)
+                    .bind(event.causation.correlation_id.as_deref())
+                    .bind(event.causation.causation_id.as_deref())
+                    .bind(&event.payload)
+                    .bind(ordinal);
+            }
+        }
+        let done = query.execute(&mut self.conn).await?;
+        let count = i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+        if count == 0 {
+            return Ok(());
+        }
+        // One writer, AUTOINCREMENT: the rows this statement inserted are exactly the
+        // positions (last - count, last], in `ordinal` order.
+        let last = done.last_insert_rowid();
+        let all_exact = chunk
+            .iter()
+            .all(|&i| requests[i].expected != ExpectedVersion::Any);
+        if all_exact && count == i64::try_from(rows).unwrap_or(i64::MAX) {
+            let mut position = last - count;
+            for &i in chunk {
+                let expected = requests[i].expected.as_version().map_or(0, to_sql);
+                for (offset, event) in (1i64..).zip(&requests[i].events) {
+                    position += 1;
+                    inserted.insert(event.id, (position, expected + offset));
+                }
+            }
+            return Ok(());
+        }
+        // Some rows were refused, or versions were chosen by the log: read back what went in.
+        let written = sqlx::query(INSERTED_SINCE)
+            .bind(last - count)
+            .bind(last)
+            .fetch_all(&mut self.conn)
+            .await?;
+        for row in written {
+            let id: String = row.try_get(0)?;
+            let id = Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            inserted.insert(id, (row.try_get(1)?, row.try_get(2)?));
+        }
+        Ok(())
+    }
+
+    /// Applies the projection changes of a wave (streams are distinct within a wave).
+    async fn project_many(
+        &mut self,
+        changes: &[(&StreamId, u64, &ProjectionChange)],
+    ) -> Result<(), sqlx::Error> {
+        let upserts: Vec<_> = changes
+            .iter()
+            .filter_map(|(stream, version, change)| match change {
+                ProjectionChange::Upsert(row) => Some((*stream, *version, row)),
+                ProjectionChange::Remove => None,
+            })
+            .collect();
+        for chunk in upserts.chunks(wave::MAX_ROWS) {
+            let sql = wave::upsert_live_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for (stream, version, row) in chunk {
+                query = query
+                    .bind(stream.as_str())
+                    .bind(to_sql(*version))
+                    .bind(&row.status)
+                    .bind(format_timestamp(row.expires_at))
+                    .bind(&row.state);
+            }
+            query.execute(&mut self.conn).await?;
+        }
+        let removed: Vec<&StreamId> = changes
+            .iter()
+            .filter(|(_, _, change)| matches!(change, ProjectionChange::Remove))
+            .map(|(stream, _, _)| *stream)
+            .collect();
+        for chunk in removed.chunks(wave::MAX_ROWS) {
+            let sql = wave::delete_live_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for stream in chunk {
+                query = query.bind(stream.as_str());
+            }
+            query.execute(&mut self.conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The slow path: one append on its own, event by event, inside a savepoint. Used when a
+    /// wave went in partly, which only a reused event id can cause.
     async fn append_one(&mut self, request: &AppendRequest, recorded_at: &str) -> Outcome {
         let savepoint = request.events.len() > 1;
         if savepoint {
