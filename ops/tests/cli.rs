@@ -1,0 +1,66 @@
+//! The `nsm` binary as a user runs it: real process, real arguments, exit codes, JSON.
+
+use std::process::Command;
+
+fn nsm(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nsm"))
+        .args(args)
+        .output()
+        .expect("run nsm")
+}
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "nsm failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+#[test]
+fn bench_store_prints_throughput_against_raw_sqlite_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let args = ["bench", "store", "--json", "--events", "400", "--writers", "8", "--rounds", "1"];
+    let report = json(&nsm(&[&args[..], &["--dir", dir_arg]].concat()));
+    assert_eq!(report["events"], 400);
+    assert_eq!(report["writers"], 8);
+    for field in ["events_per_s", "raw_sqlite_events_per_s", "ratio", "p99_append_ms"] {
+        let value = report[field].as_f64().unwrap_or_else(|| panic!("{field} missing: {report}"));
+        assert!(value > 0.0, "{field} = {value}");
+    }
+    let ratio = report["events_per_s"].as_f64().unwrap() / report["raw_sqlite_events_per_s"].as_f64().unwrap();
+    assert!((ratio - report["ratio"].as_f64().unwrap()).abs() < 0.01);
+    assert!(report["transactions"].as_u64().unwrap() >= 1);
+    // The temporary logs are gone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn bench_fold_and_actors_report_their_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let fold = json(&nsm(&[
+        "bench", "fold", "--json", "--events", "2000", "--vwires", "200", "--dir",
+        dir.path().to_str().unwrap(),
+    ]));
+    assert_eq!(fold["events"], 2000);
+    assert_eq!(fold["vwires"], 200);
+    assert_eq!(fold["live_vwires"], 180, "one in ten is closed");
+    let actors = json(&nsm(&["bench", "actors", "--json", "--vwires", "500"]));
+    assert_eq!(actors["vwires"], 500);
+    assert!(actors["bytes_per_idle_vwire"].as_u64().is_some());
+}
+
+#[test]
+fn bad_arguments_exit_with_a_usage_error() {
+    let output = nsm(&["bench", "store", "--writers", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--writers"));
+    let output = nsm(&["bench", "store", "--dir", "/nonexistent/nsm-bench"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/nsm-bench"));
+    let output = nsm(&["--log", "not a [filter", "bench", "actors", "--vwires", "1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--log"));
+}
