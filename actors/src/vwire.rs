@@ -188,6 +188,9 @@ impl VWireActor {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
+        // `do_send` on purpose: a stopping actor cannot wait for room in the Manager's mailbox,
+        // and this message must not be dropped (it frees the directory entry, or triggers
+        // the rebuild); `do_send` enqueues past the capacity instead of failing.
         self.manager.do_send(VWireStopped {
             id: self.id,
             addr: ctx.address(),

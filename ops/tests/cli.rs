@@ -22,15 +22,33 @@ fn json(output: &std::process::Output) -> serde_json::Value {
 fn bench_store_prints_throughput_against_raw_sqlite_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let dir_arg = dir.path().to_str().unwrap();
-    let args = ["bench", "store", "--json", "--events", "400", "--writers", "8", "--rounds", "1"];
+    let args = [
+        "bench",
+        "store",
+        "--json",
+        "--events",
+        "400",
+        "--writers",
+        "8",
+        "--rounds",
+        "1",
+    ];
     let report = json(&nsm(&[&args[..], &["--dir", dir_arg]].concat()));
     assert_eq!(report["events"], 400);
     assert_eq!(report["writers"], 8);
-    for field in ["events_per_s", "raw_sqlite_events_per_s", "ratio", "p99_append_ms"] {
-        let value = report[field].as_f64().unwrap_or_else(|| panic!("{field} missing: {report}"));
+    for field in [
+        "events_per_s",
+        "raw_sqlite_events_per_s",
+        "ratio",
+        "p99_append_ms",
+    ] {
+        let value = report[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} missing: {report}"));
         assert!(value > 0.0, "{field} = {value}");
     }
-    let ratio = report["events_per_s"].as_f64().unwrap() / report["raw_sqlite_events_per_s"].as_f64().unwrap();
+    let ratio = report["events_per_s"].as_f64().unwrap()
+        / report["raw_sqlite_events_per_s"].as_f64().unwrap();
     assert!((ratio - report["ratio"].as_f64().unwrap()).abs() < 0.01);
     assert!(report["transactions"].as_u64().unwrap() >= 1);
     // The temporary logs are gone.
@@ -41,7 +59,14 @@ fn bench_store_prints_throughput_against_raw_sqlite_as_json() {
 fn bench_fold_and_actors_report_their_figures() {
     let dir = tempfile::tempdir().unwrap();
     let fold = json(&nsm(&[
-        "bench", "fold", "--json", "--events", "2000", "--vwires", "200", "--dir",
+        "bench",
+        "fold",
+        "--json",
+        "--events",
+        "2000",
+        "--vwires",
+        "200",
+        "--dir",
         dir.path().to_str().unwrap(),
     ]));
     assert_eq!(fold["events"], 2000);

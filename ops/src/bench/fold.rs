@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use nsm_events::store::{EventStore, OpenOptions, SqliteStore};
+use nsm_events::store::{EventStore, OpenOptions, Position, SqliteStore};
 use nsm_events::vwire::projection::fold_all;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -36,6 +36,9 @@ struct FoldReport {
     vwires: u64,
     live_vwires: usize,
     fill_s: f64,
+    /// Reading every event from the log, without decoding payloads.
+    read_ms: f64,
+    /// Reading, decoding and folding every event.
     fold_ms: f64,
     fold_events_per_s: f64,
     log_bytes: u64,
@@ -60,6 +63,14 @@ pub(crate) async fn run(args: FoldArgs) -> anyhow::Result<()> {
 
     let store = SqliteStore::open(&path, options).await?;
     let began = Instant::now();
+    let mut after = Position::START;
+    loop {
+        let chunk = store.read_all(after, 8192).await?;
+        let Some(last) = chunk.last() else { break };
+        after = last.position;
+    }
+    let read = began.elapsed();
+    let began = Instant::now();
     let folded = fold_all(&store as &dyn EventStore).await?;
     let fold = began.elapsed();
     store.close().await;
@@ -68,6 +79,7 @@ pub(crate) async fn run(args: FoldArgs) -> anyhow::Result<()> {
         vwires: folded.vwires.len() as u64,
         live_vwires: live.len(),
         fill_s: round3(fill_s),
+        read_ms: round3(read.as_secs_f64() * 1000.0),
         fold_ms: round3(fold.as_secs_f64() * 1000.0),
         fold_events_per_s: (folded.events as f64 / fold.as_secs_f64()).round(),
         log_bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),

@@ -288,12 +288,12 @@ fn fetch_events(
     limit: usize,
 ) -> BoxFuture<'static, Result<Vec<RecordedEvent>, StoreError>> {
     async move {
-        let rows = sqlx::query(&sql)
+        let text: String = sqlx::query_scalar(&sql)
             .bind(to_sql(after.0))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&pool)
+            .fetch_one(&pool)
             .await?;
-        rows.iter().map(rows::event_from_row).collect()
+        rows::events_from_json(&text)
     }
     .boxed()
 }

@@ -16,8 +16,74 @@ pub(crate) fn read_stream_sql() -> String {
     )
 }
 
+/// Reads a range of the log as ONE row: a JSON array of `[position, event_id, stream,
+/// version, event_type, schema_version, recorded_at, correlation_id, causation_id, payload]`
+/// arrays, the payload as a JSON string (so its text comes back byte for byte).
+///
+/// Why not one row per event: sqlx copies every column of every row and hands each row to
+/// the caller's thread separately, about 5 µs a row; folding a million events spent 90% of
+/// its time there. SQLite builds the array in C and serde parses it in one pass, several
+/// times faster. Used for bulk reads (`read_all`, subscriptions); small reads stay per row.
 pub(crate) fn read_all_sql() -> String {
-    format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2")
+    format!(
+        "SELECT json_group_array(json_array({EVENT_COLUMNS})) FROM \
+         (SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2)"
+    )
+}
+
+/// One event as [`read_all_sql`] encodes it.
+type EventTuple = (
+    u64,
+    String,
+    String,
+    u64,
+    String,
+    u32,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// Decodes the JSON array made by [`read_all_sql`], in position order.
+pub(crate) fn events_from_json(text: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+    let tuples: Vec<EventTuple> =
+        serde_json::from_str(text).map_err(|e| corrupt("a range of events", e))?;
+    let mut events = tuples
+        .into_iter()
+        .map(
+            |(
+                position,
+                id,
+                stream,
+                version,
+                event_type,
+                schema_version,
+                recorded_at,
+                correlation_id,
+                causation_id,
+                payload,
+            )| {
+                Ok(RecordedEvent {
+                    position: Position(position),
+                    id: Uuid::parse_str(&id).map_err(|e| corrupt("event_id", e))?,
+                    stream: StreamId::new(stream)?,
+                    version,
+                    event_type,
+                    schema_version,
+                    recorded_at: parse_timestamp(&recorded_at)?,
+                    correlation_id,
+                    causation_id,
+                    payload,
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // SQLite aggregates in the subquery's order; make sure rather than rely on it.
+    if !events.is_sorted_by_key(|e| e.position) {
+        events.sort_by_key(|e| e.position);
+    }
+    Ok(events)
 }
 
 pub(crate) const LIVE_ROWS_SQL: &str =
@@ -27,41 +93,42 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-fn unsigned(row: &SqliteRow, column: &str) -> Result<u64, StoreError> {
+fn unsigned(row: &SqliteRow, column: usize, name: &str) -> Result<u64, StoreError> {
     let value: i64 = row.try_get(column)?;
-    u64::try_from(value).map_err(|e| corrupt(column, e))
+    u64::try_from(value).map_err(|e| corrupt(name, e))
 }
 
+/// Maps a row selected with [`EVENT_COLUMNS`] (by index: reading a log is bulk work).
 pub(crate) fn event_from_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let id: String = row.try_get("event_id")?;
-    let stream: String = row.try_get("stream")?;
-    let recorded_at: String = row.try_get("recorded_at")?;
-    let schema_version = u32::try_from(unsigned(row, "schema_version")?)
+    let id: &str = row.try_get(1)?;
+    let stream: String = row.try_get(2)?;
+    let recorded_at: &str = row.try_get(6)?;
+    let schema_version = u32::try_from(unsigned(row, 5, "schema_version")?)
         .map_err(|e| corrupt("schema_version", e))?;
     Ok(RecordedEvent {
-        position: Position(unsigned(row, "position")?),
-        id: Uuid::parse_str(&id).map_err(|e| corrupt("event_id", e))?,
+        position: Position(unsigned(row, 0, "position")?),
+        id: Uuid::parse_str(id).map_err(|e| corrupt("event_id", e))?,
         stream: StreamId::new(stream)?,
-        version: unsigned(row, "version")?,
-        event_type: row.try_get("event_type")?,
+        version: unsigned(row, 3, "version")?,
+        event_type: row.try_get(4)?,
         schema_version,
-        recorded_at: parse_timestamp(&recorded_at)?,
-        correlation_id: row.try_get("correlation_id")?,
-        causation_id: row.try_get("causation_id")?,
-        payload: row.try_get("payload")?,
+        recorded_at: parse_timestamp(recorded_at)?,
+        correlation_id: row.try_get(7)?,
+        causation_id: row.try_get(8)?,
+        payload: row.try_get(9)?,
     })
 }
 
 pub(crate) fn live_row_from_row(row: &SqliteRow) -> Result<LiveRow, StoreError> {
-    let stream: String = row.try_get("stream")?;
-    let expires_at: String = row.try_get("expires_at")?;
+    let stream: String = row.try_get(0)?;
+    let expires_at: &str = row.try_get(3)?;
     Ok(LiveRow {
         stream: StreamId::new(stream)?,
-        version: unsigned(row, "version")?,
+        version: unsigned(row, 1, "version")?,
         data: LiveRowData {
-            status: row.try_get("status")?,
-            expires_at: parse_timestamp(&expires_at)?,
-            state: row.try_get("state")?,
+            status: row.try_get(2)?,
+            expires_at: parse_timestamp(expires_at)?,
+            state: row.try_get(4)?,
         },
     })
 }
