@@ -6,7 +6,7 @@
 //!
 //! Invariants:
 //! * a vWire's state changes only after its events are durable, in one exclusive step;
-//! * every vWire that is live in the log has exactly one actor after [`ManagerHandle::replay`];
+//! * every vWire that is live in the log has exactly one actor once [`ManagerHandle::start`] returns;
 //! * an actor that cannot tell whether its append committed stops, and the Manager starts a
 //!   fresh one that rebuilds from the log;
 //! * expiry deadlines live in the events; timers are only their in-memory echo.

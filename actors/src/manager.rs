@@ -7,7 +7,8 @@
 //! Start-up replay: read the `live_vwires` projection, start an actor for each row (folding
 //! the stream from the log instead if the row does not decode), and let each actor expire at
 //! once if its deadline passed while the node was down, or re-arm its timer otherwise.
-//! Nothing is routed until replay has finished (`ctx.wait`).
+//! Nothing is routed until replay has finished (`ctx.wait`), and [`ManagerHandle::start`]
+//! returns only then.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -197,9 +198,15 @@ pub struct ManagerHandle {
 }
 
 impl ManagerHandle {
-    /// Starts the Manager (and its arbiters) on the current actix System. Call [`Self::replay`]
-    /// next, before serving anyone.
-    pub fn start(config: ManagerConfig, journal: Journal, clock: Arc<dyn Clock>) -> Self {
+    /// Starts the Manager (and its arbiters) on the current actix System and runs start-up
+    /// replay: when this returns, every vWire that is live in the log has its actor, those
+    /// whose deadline passed while the node was down are expiring, and the rest have their
+    /// timers armed. Must be called from inside the System (see [`crate::runtime`]).
+    pub async fn start(
+        config: ManagerConfig,
+        journal: Journal,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, ReplayReport), ActorError> {
         let started_at = clock.now();
         let arbiters = (0..config.arbiters).map(|_| Arbiter::new()).collect();
         let manager = Manager {
@@ -210,14 +217,18 @@ impl ManagerHandle {
             directory: HashMap::new(),
             started_at,
         };
-        Self {
+        let handle = Self {
             addr: manager.start(),
-        }
-    }
-
-    /// Start-up replay: brings back every live vWire from the log.
-    pub async fn replay(&self) -> Result<ReplayReport, ActorError> {
-        self.addr.send(Replay).await?
+        };
+        let report = handle.addr.send(Replay).await??;
+        tracing::info!(
+            live = report.live,
+            expired_during_downtime = report.expired_during_downtime,
+            folded_from_log = report.folded_from_log,
+            took_ms = report.duration.as_millis() as u64,
+            "start-up replay done"
+        );
+        Ok((handle, report))
     }
 
     /// The vWire's actor (started and loaded from the log if it is not running).

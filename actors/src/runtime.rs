@@ -4,7 +4,8 @@
 
 use std::future::Future;
 
-/// Runs `main` to completion inside the actix System, on `worker_threads` tokio workers.
+/// Runs `main` to completion inside the actix System, on `worker_threads` tokio workers, then
+/// stops the System (and with it every arbiter thread).
 pub fn block_on<F: Future>(worker_threads: usize, main: F) -> std::io::Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(worker_threads.max(1))
@@ -12,5 +13,9 @@ pub fn block_on<F: Future>(worker_threads: usize, main: F) -> std::io::Result<F:
         .thread_name("nsm-worker")
         .build()?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
-    Ok(system.block_on(main))
+    Ok(system.block_on(async move {
+        let output = main.await;
+        actix_rt::System::current().stop();
+        output
+    }))
 }

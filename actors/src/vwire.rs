@@ -184,6 +184,15 @@ impl VWireActor {
         }));
     }
 
+    /// An actor started for a vWire that never existed, or loaded one that is terminal (to
+    /// answer a question or refuse a command), has nothing to keep alive.
+    fn stop_unless_live(&mut self, ctx: &mut Context<Self>) {
+        let live = self.state.as_ref().is_some_and(|s| !s.status.is_terminal());
+        if !live && ctx.state() == ActorState::Running {
+            self.stop(ctx, StopCause::Done);
+        }
+    }
+
     fn stop(&mut self, ctx: &mut Context<Self>, cause: StopCause) {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
@@ -240,11 +249,8 @@ impl Handler<Execute> for VWireActor {
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
         let _entered = msg.span.enter();
         let step = self.execute(msg.command, msg.causation);
-        // A vWire with no history that refused its first command has nothing to keep alive.
         let step = step.map(|outcome, act, ctx| {
-            if act.state.is_none() {
-                act.stop(ctx, StopCause::Done);
-            }
+            act.stop_unless_live(ctx);
             outcome
         });
         let _ = ctx;
@@ -255,7 +261,8 @@ impl Handler<Execute> for VWireActor {
 impl Handler<GetState> for VWireActor {
     type Result = Option<VWire>;
 
-    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: GetState, ctx: &mut Context<Self>) -> Self::Result {
+        self.stop_unless_live(ctx);
         self.state.clone()
     }
 }

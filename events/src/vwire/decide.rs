@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::event::{
     Closed, ClosedBy, Established, Expired, Failed, FailureCode, FailureStage, Healed, Refreshed,
@@ -117,12 +117,19 @@ fn check_deadline(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), L
     Ok(())
 }
 
+/// Times in events have microsecond precision, the precision of the log's timestamp columns,
+/// so that a time read back from a column equals the one in the folded state.
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
 /// Decides which events a command produces on a vWire in `state` at time `now`.
 pub fn decide(
     state: Option<&VWire>,
     command: &Command,
     now: DateTime<Utc>,
 ) -> Result<Vec<VWireEvent>, LifecycleError> {
+    let now = micros(now);
     let Some(vwire) = state else {
         return match command {
             Command::Request(request) => request_new(request, now),
@@ -150,7 +157,8 @@ pub fn decide(
             if vwire.status == Status::Established {
                 return Err(LifecycleError::AlreadyEstablished);
             }
-            check_deadline(*expires_at, now)?;
+            let expires_at = micros(*expires_at);
+            check_deadline(expires_at, now)?;
             context.ip.validate()?;
             path.validate()?;
             VWireEvent::Established(Established {
@@ -159,18 +167,19 @@ pub fn decide(
                 mechanism: mechanism.clone(),
                 context: context.clone(),
                 path: path.clone(),
-                expires_at: *expires_at,
+                expires_at,
             })
         }
         Command::Refresh { expires_at, path } => {
             require_established(vwire)?;
-            check_deadline(*expires_at, now)?;
+            let expires_at = micros(*expires_at);
+            check_deadline(expires_at, now)?;
             if let Some(path) = path {
                 path.validate()?;
             }
             VWireEvent::Refreshed(Refreshed {
                 at: now,
-                expires_at: *expires_at,
+                expires_at,
                 path: path.clone(),
             })
         }
@@ -233,7 +242,7 @@ fn request_new(
     request.path.validate()?;
     let lifetime = chrono::Duration::from_std(request.lifetime)
         .map_err(|_| LifecycleError::Invalid("lifetime is too long".into()))?;
-    let expires_at = now + lifetime;
+    let expires_at = micros(now + lifetime);
     check_deadline(expires_at, now)?;
     Ok(vec![VWireEvent::Requested(Requested {
         at: now,

@@ -45,12 +45,12 @@ pub(crate) async fn run(args: ActorsArgs) -> anyhow::Result<()> {
     let before = resident_bytes()?;
 
     let began = Instant::now();
-    let manager = ManagerHandle::start(
+    let (manager, report) = ManagerHandle::start(
         ManagerConfig::default(),
         Journal::new(Arc::new(store)),
         Arc::new(SystemClock),
-    );
-    let report = manager.replay().await?;
+    )
+    .await?;
     let replay = began.elapsed();
     // Every actor answers only once it has started: then all are really there.
     let mut answers = futures::stream::iter(live.iter().copied())
