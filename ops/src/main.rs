@@ -12,6 +12,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: folding the log allocates many small strings and a
+/// few large buffers, a pattern on which glibc spent a quarter of the fold's time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// nsm-rs: an event-sourced Network Service Mesh runtime.
 #[derive(Debug, Parser)]
 #[command(name = "nsm", version, about)]

@@ -131,6 +131,9 @@ impl Writer {
         let recorded_at = format_timestamp(now);
 
         if let Err(e) = execute(&mut self.conn, "BEGIN IMMEDIATE").await {
+            // Clears a transaction a failed rollback may have left open, so the next batch
+            // can begin.
+            self.rollback().await;
             return answer_all(replies, &StoreError::from(e));
         }
         let outcomes = match self.write_batch(&requests, &recorded_at).await {
@@ -149,40 +152,39 @@ impl Writer {
             for (outcome, reply) in outcomes.into_iter().zip(replies) {
                 // Appends that wrote nothing (conflicts, retries) are settled either way.
                 let settled = match outcome {
-                    Ok(done) if done.deduplicated => Ok(done),
-                    Ok(_) => Err(unknown.clone()),
-                    Err(e) => Err(e),
+                    Ok(done) if !done.deduplicated => Err(unknown.clone()),
+                    other => other,
                 };
                 let _ = reply.send(settled);
             }
             return;
         }
         self.last_recorded_at = now;
-        let written: usize = outcomes
-            .iter()
-            .filter_map(|o| o.as_ref().ok())
-            .filter(|a| !a.deduplicated)
-            .map(|a| a.positions.len())
-            .sum();
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .appends
-            .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
-        self.stats
-            .events
-            .fetch_add(written as u64, Ordering::Relaxed);
-        let new_head = outcomes
-            .iter()
-            .filter_map(|o| o.as_ref().ok())
-            .filter(|a| !a.deduplicated)
-            .filter_map(|a| a.positions.last())
-            .max();
-        if let Some(&head) = new_head {
-            self.head.send_replace(head);
-        }
+        self.committed(&outcomes);
         for (outcome, reply) in outcomes.into_iter().zip(replies) {
             // A caller that gave up waiting is no reason to stop.
             let _ = reply.send(outcome);
+        }
+    }
+
+    /// After a commit: count the work and publish the new head (before anyone is answered,
+    /// so a caller that subscribes next sees its own events).
+    fn committed(&self, outcomes: &[Result<Appended, StoreError>]) {
+        let written = || {
+            outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().ok())
+                .filter(|a| !a.deduplicated)
+        };
+        let events: usize = written().map(|a| a.positions.len()).sum();
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        let appends = outcomes.len() as u64;
+        self.stats.appends.fetch_add(appends, Ordering::Relaxed);
+        self.stats
+            .events
+            .fetch_add(events as u64, Ordering::Relaxed);
+        if let Some(&head) = written().filter_map(|a| a.positions.last()).max() {
+            self.head.send_replace(head);
         }
     }
 
