@@ -175,13 +175,7 @@ fn an_unrefreshed_vwire_expires_at_its_deadline_and_a_refresh_moves_it() {
     run_paused(|| async {
         let node = Node::start(MemoryStore::new(), origin()).await;
         let m = &node.manager;
-        let id = VWireId::new_random();
-        m.request(id, request(10 * MINUTE), Causation::default())
-            .await
-            .unwrap();
-        m.execute(id, establish(node.now(), 10 * MINUTE), Causation::default())
-            .await
-            .unwrap();
+        let id = node.established(10 * MINUTE).await;
         tokio::time::sleep(9 * MINUTE).await;
         assert_eq!(node.folded(id).await.unwrap().status, Status::Established);
         // Refreshed a minute before the deadline: the new deadline is 10 minutes from now.
@@ -219,20 +213,12 @@ fn an_unrefreshed_vwire_expires_at_its_deadline_and_a_refresh_moves_it() {
 #[test]
 fn restart_expires_what_passed_its_deadline_during_downtime_and_rearms_the_rest() {
     let store = MemoryStore::new();
-    let (short, long) = (VWireId::new_random(), VWireId::new_random());
-    run_paused(|| async {
+    let (short, long) = run_paused(|| async {
         let node = Node::start(store.clone(), origin()).await;
-        for (id, lifetime) in [(short, 5 * MINUTE), (long, 60 * MINUTE)] {
-            node.manager
-                .request(id, request(lifetime), Causation::default())
-                .await
-                .unwrap();
-            node.manager
-                .execute(id, establish(node.now(), lifetime), Causation::default())
-                .await
-                .unwrap();
-        }
+        let short = node.established(5 * MINUTE).await;
+        let long = node.established(60 * MINUTE).await;
         actix_rt::System::current().stop();
+        (short, long)
     });
     // The node comes back 30 minutes later.
     run_paused(|| async {

@@ -212,6 +212,54 @@ async fn reusing_some_ids_of_another_append_is_refused_and_writes_nothing(store:
     assert_eq!(done.positions, vec![Position(3)]);
 }
 
+async fn a_partly_duplicate_append_fails_alone_among_concurrent_ones(store: &dyn EventStore) {
+    let old = events(0..2);
+    append(store, "old", ExpectedVersion::NoStream, old.clone())
+        .await
+        .unwrap();
+    // Twenty good multi-event appends race with one that reuses an old id as its 2nd event.
+    let bad = append(
+        store,
+        "bad",
+        ExpectedVersion::NoStream,
+        vec![event(50), old[1].clone()],
+    );
+    let good = (0..20u64).map(|n| async move {
+        let name = format!("good-{n}");
+        append(
+            store,
+            &name,
+            ExpectedVersion::NoStream,
+            events(100 + 3 * n..103 + 3 * n),
+        )
+        .await
+    });
+    let (bad, good) = tokio::join!(bad, futures::future::join_all(good));
+    assert!(
+        matches!(bad, Err(StoreError::IdempotencyMismatch { .. })),
+        "{bad:?}"
+    );
+    assert!(
+        good.iter()
+            .all(|r| r.as_ref().is_ok_and(|a| a.stream_version == 3)),
+        "{good:?}"
+    );
+    let all = read_everything(store).await;
+    assert_eq!(all.len(), 62);
+    assert!(
+        all.iter()
+            .enumerate()
+            .all(|(i, e)| e.position == Position(i as u64 + 1))
+    );
+    assert!(
+        store
+            .read_stream(&stream("bad"), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn invalid_appends_are_refused_before_anything_is_written(store: &dyn EventStore) {
     let empty = append(store, "s", ExpectedVersion::Any, vec![]).await;
     assert!(matches!(empty, Err(StoreError::InvalidInput(_))));
@@ -466,6 +514,7 @@ conformance!(
     a_retried_append_returns_the_original_positions_forever,
     reusing_some_ids_of_another_append_is_refused_and_writes_nothing,
     invalid_appends_are_refused_before_anything_is_written,
+    a_partly_duplicate_append_fails_alone_among_concurrent_ones,
     reads_return_exact_ranges,
     concurrent_appends_keep_positions_gap_free_and_conflicts_isolated,
     a_subscription_catches_up_then_follows_without_skipping,

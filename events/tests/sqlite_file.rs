@@ -21,6 +21,28 @@ fn event(n: u64) -> NewEvent {
     .unwrap()
 }
 
+/// A temporary directory and the path of a log in it (not created yet).
+fn new_log() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    (dir, path)
+}
+
+async fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path, OpenOptions::default())
+        .await
+        .unwrap()
+}
+
+/// A closed log holding `count` events in one stream.
+async fn filled_log(count: u64) -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = new_log();
+    let store = open(&path).await;
+    fill(&store, "s", count).await;
+    store.close().await;
+    (dir, path)
+}
+
 async fn fill(store: &SqliteStore, stream: &str, count: u64) {
     let stream = StreamId::new(stream).unwrap();
     for n in 0..count {
@@ -51,16 +73,11 @@ fn open_problem(result: Result<SqliteStore, StoreError>, path: &Path) -> OpenPro
 
 #[tokio::test]
 async fn reopening_keeps_every_event_and_continues_positions() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let store = SqliteStore::open(&path, OpenOptions::default())
-        .await
-        .unwrap();
+    let (_dir, path) = new_log();
+    let store = open(&path).await;
     fill(&store, "s", 25).await;
     store.close().await;
-    let store = SqliteStore::open(&path, OpenOptions::default())
-        .await
-        .unwrap();
+    let store = open(&path).await;
     assert_eq!(store.head(), Position(25));
     let done = store
         .append(AppendRequest::new(
@@ -77,8 +94,7 @@ async fn reopening_keeps_every_event_and_continues_positions() {
 
 #[tokio::test]
 async fn a_file_that_is_not_sqlite_is_refused_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
+    let (_dir, path) = new_log();
     std::fs::write(
         &path,
         b"this is a text file, certainly not a database\n".repeat(100),
@@ -99,13 +115,7 @@ async fn a_file_that_is_not_sqlite_is_refused_by_name() {
 
 #[tokio::test]
 async fn a_truncated_log_is_reported_as_damaged() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let store = SqliteStore::open(&path, OpenOptions::default())
-        .await
-        .unwrap();
-    fill(&store, "s", 400).await;
-    store.close().await;
+    let (_dir, path) = filled_log(400).await;
     let len = std::fs::metadata(&path).unwrap().len();
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(len / 2).unwrap();
@@ -119,13 +129,7 @@ async fn a_truncated_log_is_reported_as_damaged() {
 
 #[tokio::test]
 async fn a_log_with_overwritten_pages_is_reported_as_damaged() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let store = SqliteStore::open(&path, OpenOptions::default())
-        .await
-        .unwrap();
-    fill(&store, "s", 400).await;
-    store.close().await;
+    let (_dir, path) = filled_log(400).await;
     let mut bytes = std::fs::read(&path).unwrap();
     let page = 4096;
     for b in &mut bytes[3 * page..6 * page] {
@@ -147,11 +151,8 @@ async fn a_log_with_overwritten_pages_is_reported_as_damaged() {
 
 #[tokio::test]
 async fn a_log_from_a_newer_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let store = SqliteStore::open(&path, OpenOptions::default())
-        .await
-        .unwrap();
+    let (_dir, path) = new_log();
+    let store = open(&path).await;
     store.close().await;
     let raw = raw_connection(&path).await;
     sqlx::query(
@@ -286,11 +287,8 @@ async fn a_read_only_directory_is_named() {
 
 #[tokio::test]
 async fn a_read_only_store_reads_and_refuses_appends() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let writer = SqliteStore::open(&path, OpenOptions::default())
-        .await
-        .unwrap();
+    let (_dir, path) = new_log();
+    let writer = open(&path).await;
     fill(&writer, "s", 5).await;
     let reader = SqliteStore::open_read_only(&path, OpenOptions::default())
         .await
@@ -318,8 +316,7 @@ async fn a_read_only_store_reads_and_refuses_appends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_readers_cannot_make_the_wal_grow_without_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
+    let (dir, path) = new_log();
     let limit = 512 * 1024;
     let options = OpenOptions {
         wal_limit_bytes: limit,
@@ -367,11 +364,8 @@ async fn overlapping_readers_cannot_make_the_wal_grow_without_bound() {
 
 #[tokio::test]
 async fn a_stored_v1_failed_payload_is_upcast_on_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let store = SqliteStore::open(&path, OpenOptions::default())
-        .await
-        .unwrap();
+    let (_dir, path) = new_log();
+    let store = open(&path).await;
     store.close().await;
     // A row exactly as a v1 writer left it: Failed had only a time and a reason.
     let raw = raw_connection(&path).await;
@@ -385,9 +379,7 @@ async fn a_stored_v1_failed_payload_is_upcast_on_read() {
     .await
     .unwrap();
     raw.close().await;
-    let store = SqliteStore::open(&path, OpenOptions::default())
-        .await
-        .unwrap();
+    let store = open(&path).await;
     let stored = store.read_all(Position::START, 1).await.unwrap().remove(0);
     assert_eq!(stored.schema_version, 1);
     match VWireEvent::decode(&stored).unwrap() {

@@ -59,6 +59,22 @@ impl Node {
         }
     }
 
+    /// Requests and establishes a new vWire with `lifetime`.
+    pub async fn established(&self, lifetime: Duration) -> VWireId {
+        let id = VWireId::new_random();
+        let causation = nsm_events::store::Causation::default;
+        self.manager
+            .request(id, request(lifetime), causation())
+            .await
+            .unwrap();
+        let establish = establish(self.now(), lifetime);
+        self.manager
+            .execute(id, establish, causation())
+            .await
+            .unwrap();
+        id
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

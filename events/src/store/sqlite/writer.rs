@@ -11,7 +11,7 @@
 //!   way still consumes an AUTOINCREMENT value, which would leave a gap in the positions.)
 //! * an append of several events goes in whole or not at all: a wave holding one runs in a
 //!   SAVEPOINT, and if any append went in partly the wave is undone and redone append by
-//!   append;
+//!   append, the partial one being refused;
 //! * the projection changes of the appends that went in are written in the same transaction.
 //!
 //! Only an error of SQLite itself (I/O, disk full) fails the whole batch, and then every
@@ -40,22 +40,6 @@ use crate::store::{
 
 /// One queued append and where its answer goes.
 pub(crate) type Job = (AppendRequest, oneshot::Sender<Result<Appended, StoreError>>);
-
-const INSERT_EVENT: &str = "\
-INSERT INTO events (event_id, stream, version, event_type, schema_version, recorded_at,
-                    correlation_id, causation_id, payload)
-SELECT ?1, ?2, current.version + 1, ?4, ?5, ?6, ?7, ?8, ?9
-FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream = ?2) AS current
-WHERE (?3 IS NULL OR current.version = ?3)
-  AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ?1)
-RETURNING position, version";
-
-const UPSERT_LIVE: &str = "\
-INSERT INTO live_vwires (stream, version, status, expires_at, state) VALUES (?1, ?2, ?3, ?4, ?5)
-ON CONFLICT (stream) DO UPDATE SET version = excluded.version, status = excluded.status,
-    expires_at = excluded.expires_at, state = excluded.state";
-
-const DELETE_LIVE: &str = "DELETE FROM live_vwires WHERE stream = ?1";
 
 const FIND_EVENT: &str = "SELECT position, stream, version FROM events WHERE event_id = ?1";
 
@@ -210,6 +194,9 @@ impl Writer {
             .collect())
     }
 
+    /// Writes one wave. If an append of several events went in partly (one of its ids was
+    /// already in the log), the wave is undone and redone append by append, so that only
+    /// that append is refused.
     async fn write_wave(
         &mut self,
         requests: &[AppendRequest],
@@ -217,7 +204,27 @@ impl Writer {
         recorded_at: &str,
         outcomes: &mut [Option<Result<Appended, StoreError>>],
     ) -> Result<(), sqlx::Error> {
-        // Only an append of several events can go in partly (one of its ids is a duplicate).
+        if self.try_wave(requests, wave, recorded_at, outcomes).await? {
+            return Ok(());
+        }
+        for &i in wave {
+            if !self.try_wave(requests, &[i], recorded_at, outcomes).await? {
+                outcomes[i] = Some(self.explain_refusal(&requests[i]).await?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a wave and settles each of its appends, or returns `false` (having undone the
+    /// wave) if an append went in partly.
+    async fn try_wave(
+        &mut self,
+        requests: &[AppendRequest],
+        wave: &[usize],
+        recorded_at: &str,
+        outcomes: &mut [Option<Result<Appended, StoreError>>],
+    ) -> Result<bool, sqlx::Error> {
+        // Only an append of several events can go in partly.
         let savepoint = wave.iter().any(|&i| requests[i].events.len() > 1);
         if savepoint {
             execute(&mut self.conn, "SAVEPOINT wave").await?;
@@ -241,10 +248,7 @@ impl Writer {
         if partial {
             execute(&mut self.conn, "ROLLBACK TO wave").await?;
             execute(&mut self.conn, "RELEASE wave").await?;
-            for &i in wave {
-                outcomes[i] = Some(self.append_one(&requests[i], recorded_at).await?);
-            }
-            return Ok(());
+            return Ok(false);
         }
         if savepoint {
             execute(&mut self.conn, "RELEASE wave").await?;
@@ -267,7 +271,8 @@ impl Writer {
                 deduplicated: false,
             }));
         }
-        self.project_many(&projected).await
+        self.project_many(&projected).await?;
+        Ok(true)
     }
 
     /// One multi-row insert; records the position and version of each row that went in.
@@ -378,62 +383,7 @@ impl Writer {
         Ok(())
     }
 
-    /// The slow path: one append on its own, event by event, inside a savepoint. Used when a
-    /// wave went in partly, which only a reused event id can cause.
-    async fn append_one(&mut self, request: &AppendRequest, recorded_at: &str) -> Outcome {
-        let savepoint = request.events.len() > 1;
-        if savepoint {
-            execute(&mut self.conn, "SAVEPOINT append").await?;
-        }
-        let mut expected = request.expected.as_version().map(to_sql);
-        let mut positions = Vec::with_capacity(request.events.len());
-        for event in &request.events {
-            let insert = sqlx::query(INSERT_EVENT)
-                .bind(event.id.hyphenated().to_string())
-                .bind(request.stream.as_str())
-                .bind(expected)
-                .bind(&event.event_type)
-                .bind(i64::from(event.schema_version))
-                .bind(recorded_at)
-                .bind(event.causation.correlation_id.as_deref())
-                .bind(event.causation.causation_id.as_deref())
-                .bind(&event.payload);
-            // With a known expected version, the new version is known too, and a plain
-            // execute (no row to stream back) is cheaper than RETURNING.
-            let inserted = match expected {
-                Some(version) => {
-                    let done = insert.execute(&mut self.conn).await?;
-                    (done.rows_affected() == 1).then(|| (done.last_insert_rowid(), version + 1))
-                }
-                None => match insert.fetch_optional(&mut self.conn).await? {
-                    Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
-                    None => None,
-                },
-            };
-            let Some((position, version)) = inserted else {
-                if savepoint {
-                    execute(&mut self.conn, "ROLLBACK TO append").await?;
-                    execute(&mut self.conn, "RELEASE append").await?;
-                }
-                return self.explain_refusal(request).await;
-            };
-            positions.push(Position(from_sql(position)));
-            expected = Some(version);
-        }
-        if savepoint {
-            execute(&mut self.conn, "RELEASE append").await?;
-        }
-        let stream_version = expected.map_or(0, from_sql);
-        self.project(&request.stream, stream_version, request.projection.as_ref())
-            .await?;
-        Ok(Ok(Appended {
-            positions,
-            stream_version,
-            deduplicated: false,
-        }))
-    }
-
-    /// An insert wrote nothing: the append is a retry, reuses ids, or lost a version race.
+    /// An append wrote nothing: it is a retry, reuses ids, or lost a version race.
     async fn explain_refusal(&mut self, request: &AppendRequest) -> Outcome {
         let mut known = Vec::new();
         for event in &request.events {
@@ -466,34 +416,6 @@ impl Writer {
             expected,
             actual: from_sql(actual),
         }))
-    }
-
-    async fn project(
-        &mut self,
-        stream: &StreamId,
-        version: u64,
-        change: Option<&ProjectionChange>,
-    ) -> Result<(), sqlx::Error> {
-        match change {
-            None => {}
-            Some(ProjectionChange::Upsert(row)) => {
-                sqlx::query(UPSERT_LIVE)
-                    .bind(stream.as_str())
-                    .bind(to_sql(version))
-                    .bind(&row.status)
-                    .bind(format_timestamp(row.expires_at))
-                    .bind(&row.state)
-                    .execute(&mut self.conn)
-                    .await?;
-            }
-            Some(ProjectionChange::Remove) => {
-                sqlx::query(DELETE_LIVE)
-                    .bind(stream.as_str())
-                    .execute(&mut self.conn)
-                    .await?;
-            }
-        }
-        Ok(())
     }
 
     async fn rollback(&mut self) {
