@@ -33,7 +33,9 @@
 
 pub mod clock;
 mod error;
+pub mod registry;
 pub mod store;
+pub mod upcast;
 pub mod vwire;
 
 pub use error::{OpenProblem, StoreError};

@@ -3,7 +3,7 @@
 //! Each event is a past-tense variant with its own payload struct. In the log the variant
 //! name is the `event_type` column, the payload struct is the JSON `payload`, and
 //! `schema_version` is the payload's version. Reading an older version upcasts it in memory
-//! ([`super::upcast`]); stored rows are never rewritten.
+//! ([`crate::upcast`]); stored rows are never rewritten.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::model::{
     ConnectionContext, EndpointRef, Labels, Mechanism, Path, ServiceName, SpiffeId,
 };
-use super::upcast;
 use crate::error::StoreError;
 use crate::store::{Causation, NewEvent, RecordedEvent};
+use crate::upcast::{self, DecodeError};
 
 /// A client asked for a vWire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,27 +140,6 @@ pub enum VWireEvent {
     Healed(Healed),
 }
 
-/// Why a stored event could not be read as a [`VWireEvent`].
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum DecodeError {
-    #[error("unknown vWire event type {0:?}")]
-    UnknownType(String),
-    #[error("{event_type} schema version {version} is newer than this binary knows ({known})")]
-    NewerVersion {
-        event_type: String,
-        version: u32,
-        known: u32,
-    },
-    #[error("no upcaster for {event_type} schema version {version}")]
-    NoUpcaster { event_type: String, version: u32 },
-    #[error("{event_type} payload at position {position} does not decode: {message}")]
-    Payload {
-        event_type: String,
-        position: u64,
-        message: String,
-    },
-}
-
 impl VWireEvent {
     /// The `event_type` column.
     pub fn event_type(&self) -> &'static str {
@@ -205,28 +184,7 @@ impl VWireEvent {
 
     /// Reads a stored event, upcasting older schema versions.
     pub fn decode(recorded: &RecordedEvent) -> Result<Self, DecodeError> {
-        let event_type = recorded.event_type.as_str();
-        let known = upcast::current_version(event_type)
-            .ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
-        let payload_error = |e: serde_json::Error| DecodeError::Payload {
-            event_type: event_type.to_owned(),
-            position: recorded.position.0,
-            message: e.to_string(),
-        };
-        if recorded.schema_version == known {
-            return Self::from_json(event_type, &recorded.payload).map_err(payload_error);
-        }
-        if recorded.schema_version > known {
-            return Err(DecodeError::NewerVersion {
-                event_type: event_type.to_owned(),
-                version: recorded.schema_version,
-                known,
-            });
-        }
-        let old: serde_json::Value =
-            serde_json::from_str(&recorded.payload).map_err(payload_error)?;
-        let current = upcast::upcast(event_type, recorded.schema_version, old)?;
-        Self::from_value(event_type, current).map_err(payload_error)
+        upcast::read_current(recorded, Self::from_json)
     }
 
     fn from_json(event_type: &str, json: &str) -> Result<Self, serde_json::Error> {
@@ -238,11 +196,10 @@ impl VWireEvent {
             "Closed" => VWireEvent::Closed(serde_json::from_str(json)?),
             "Failed" => VWireEvent::Failed(serde_json::from_str(json)?),
             "Healed" => VWireEvent::Healed(serde_json::from_str(json)?),
-            other => return Err(serde::de::Error::custom(format!("unknown type {other}"))),
+            other => {
+                let message = format!("{other} is not a vWire event");
+                return Err(serde::de::Error::custom(message));
+            }
         })
-    }
-
-    fn from_value(event_type: &str, value: serde_json::Value) -> Result<Self, serde_json::Error> {
-        Self::from_json(event_type, &value.to_string())
     }
 }

@@ -15,15 +15,16 @@ mod event;
 mod model;
 pub mod projection;
 mod state;
-pub mod upcast;
 
 pub use decide::{Command, LifecycleError, MAX_LIFETIME, VWireRequest, decide};
 pub use event::{
-    Closed, ClosedBy, DecodeError, Established, Expired, Failed, FailureCode, FailureStage, Healed,
-    Refreshed, Requested, VWireEvent,
+    Closed, ClosedBy, Established, Expired, Failed, FailureCode, FailureStage, Healed, Refreshed,
+    Requested, VWireEvent,
 };
 pub use model::{
     ConnectionContext, EndpointRef, IpContext, Labels, Mechanism, MechanismClass, Path,
     PathSegment, Route, ServiceName, SpiffeId, VWIRE_STREAM_PREFIX, VWireId, parse_cidr,
 };
 pub use state::{Connection, Ending, FoldError, Status, VWire};
+
+pub use crate::upcast::DecodeError;

@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use crate::error::StoreError;
 use crate::store::{EventStore, LiveRow, LiveRowData, Position, ProjectionChange, StreamId};
 
-use super::event::{DecodeError, VWireEvent};
+use super::event::VWireEvent;
 use super::model::VWireId;
 use super::state::{FoldError, VWire};
+use crate::upcast::DecodeError;
 
 /// Events read per query while rebuilding.
 const CHUNK: usize = 8192;
