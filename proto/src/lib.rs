@@ -36,11 +36,13 @@
 //! * Code is generated in `build.rs` by `protox` (pure Rust, no system `protoc`) and
 //!   `tonic-prost-build`; nothing generated is checked in.
 //!
-//! Conversions between these wire types and the domain types of `nsm-events` belong here
-//! too (dependency direction `proto → events`); none exist yet.
+//! [`convert`] turns these wire types into the domain types of `nsm-events` (validating, with
+//! errors that name the field and become gRPC `InvalidArgument`) and back (lossless).
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+
+pub mod convert;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of NSM's five `.proto` files and the
 /// well-known types they import (`google/protobuf/{empty,timestamp}.proto`), with source

@@ -31,6 +31,8 @@ pub struct VWireRequest {
 }
 
 /// Something asked of a vWire.
+// A command lives for one decision; boxing the big variant would buy nothing but an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Request(VWireRequest),

@@ -129,6 +129,9 @@ pub struct Healed {
 }
 
 /// Everything that can happen to a vWire.
+// Events are decoded and folded one at a time; they are not kept in bulk, so the size of
+// the largest variant (Established, with the whole connection context) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VWireEvent {
     Requested(Requested),

@@ -22,8 +22,9 @@ pub use event::{
     Requested, VWireEvent,
 };
 pub use model::{
-    ConnectionContext, EndpointRef, IpContext, Labels, Mechanism, MechanismClass, Path,
-    PathSegment, Route, ServiceName, SpiffeId, VWIRE_STREAM_PREFIX, VWireId, parse_cidr,
+    ConnectionContext, DnsConfig, EndpointRef, EthernetContext, ExtraPrefixRequest, IpContext,
+    IpFamily, IpNeighbor, Labels, Mechanism, MechanismClass, Path, PathSegment, PolicyRoute, Route,
+    ServiceName, SpiffeId, VWIRE_STREAM_PREFIX, VWireId, parse_cidr,
 };
 pub use state::{Connection, Ending, FoldError, Status, VWire};
 

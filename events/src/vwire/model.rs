@@ -189,6 +189,9 @@ pub struct PathSegment {
     pub token: String,
     #[serde(default)]
     pub expires: Option<DateTime<Utc>>,
+    /// Per-hop metrics (`client_rx_bytes`, `server_interface`, ...).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, String>,
 }
 
 /// The hops of a vWire and which one is the current: NSM's `connection.Path`.
@@ -219,7 +222,51 @@ pub struct Route {
     pub next_hop: String,
 }
 
-/// Addresses and routes of both ends: the part of NSM's `IPContext` nsm-rs acts on.
+/// A static neighbour entry: NSM's `IpNeighbor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpNeighbor {
+    pub ip: String,
+    #[serde(default)]
+    pub hardware_address: String,
+}
+
+/// An address family, as NSM's `IpFamily.Family`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum IpFamily {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+/// A request for extra prefixes (vL3): NSM's `ExtraPrefixRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraPrefixRequest {
+    pub addr_family: IpFamily,
+    pub prefix_len: u32,
+    pub required_number: u32,
+    pub requested_number: u32,
+}
+
+/// Policy-based routing for matching traffic: NSM's `PolicyRoute`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRoute {
+    /// Source IP, or empty for all of the vWire's addresses.
+    #[serde(default)]
+    pub from: String,
+    /// IP protocol number, as a string (NSM's type since API v1.3.0).
+    #[serde(default)]
+    pub proto: String,
+    #[serde(default)]
+    pub dst_port: String,
+    #[serde(default)]
+    pub src_port: String,
+    /// Empty means a default route for matching traffic.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// Addresses, routes and policies of both ends: NSM's `IPContext`, every field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpContext {
     #[serde(default)]
@@ -227,11 +274,23 @@ pub struct IpContext {
     #[serde(default)]
     pub dst_ip_addrs: Vec<String>,
     #[serde(default)]
+    pub src_ip_required: bool,
+    #[serde(default)]
+    pub dst_ip_required: bool,
+    #[serde(default)]
     pub src_routes: Vec<Route>,
     #[serde(default)]
     pub dst_routes: Vec<Route>,
     #[serde(default)]
     pub excluded_prefixes: Vec<String>,
+    #[serde(default)]
+    pub ip_neighbors: Vec<IpNeighbor>,
+    #[serde(default)]
+    pub extra_prefix_request: Vec<ExtraPrefixRequest>,
+    #[serde(default)]
+    pub extra_prefixes: Vec<String>,
+    #[serde(default)]
+    pub policies: Vec<PolicyRoute>,
 }
 
 /// Parses `addr/len`, checking the length against the address family.
@@ -267,6 +326,35 @@ impl IpContext {
                 )));
             }
         }
+        for prefix in &self.extra_prefixes {
+            parse_cidr(prefix)?;
+        }
+        for neighbor in &self.ip_neighbors {
+            if neighbor.ip.parse::<IpAddr>().is_err() {
+                return Err(invalid(format!(
+                    "neighbor {:?} is not an IP address",
+                    neighbor.ip
+                )));
+            }
+        }
+        for policy in &self.policies {
+            for route in &policy.routes {
+                parse_cidr(&route.prefix)?;
+            }
+        }
+        for request in &self.extra_prefix_request {
+            let max = match request.addr_family {
+                IpFamily::Ipv4 => 32,
+                IpFamily::Ipv6 => 128,
+            };
+            let counts_ok =
+                request.required_number >= 1 && request.requested_number >= request.required_number;
+            if !counts_ok || request.prefix_len < 1 || request.prefix_len > max {
+                return Err(invalid(format!(
+                    "extra prefix request {request:?} needs 1 <= required <= requested and a prefix length of 1-{max}"
+                )));
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for cidr in self.src_ip_addrs.iter().chain(&self.dst_ip_addrs) {
             let (addr, _) = parse_cidr(cidr)?;
@@ -280,12 +368,38 @@ impl IpContext {
     }
 }
 
-/// What the endpoint side set for the vWire: NSM's `ConnectionContext`, the parts we act on.
+/// DNS servers for some (or all) domains: NSM's `DNSConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    #[serde(default)]
+    pub dns_server_ips: Vec<String>,
+    /// Empty means all domains.
+    #[serde(default)]
+    pub search_domains: Vec<String>,
+}
+
+/// Layer-2 details: NSM's `EthernetContext`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EthernetContext {
+    #[serde(default)]
+    pub src_mac: String,
+    #[serde(default)]
+    pub dst_mac: String,
+    #[serde(default)]
+    pub vlan_tag: i32,
+}
+
+/// What the endpoint side set for the vWire: NSM's `ConnectionContext`, every field, so a
+/// connection read back from the log is the one the endpoint returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionContext {
     #[serde(default)]
     pub ip: IpContext,
-    /// MTU of the vWire's interfaces; `None` leaves the data plane's default.
+    #[serde(default)]
+    pub dns: Vec<DnsConfig>,
+    #[serde(default)]
+    pub ethernet: EthernetContext,
+    /// MTU of the vWire's interfaces; `None` (0 on the wire) leaves the data plane's default.
     #[serde(default)]
     pub mtu: Option<u32>,
     #[serde(default)]

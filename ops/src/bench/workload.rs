@@ -81,6 +81,7 @@ fn path(id: VWireId, now: DateTime<Utc>) -> Path {
         id: id.to_string(),
         token: String::new(),
         expires: Some(now),
+        metrics: Default::default(),
     };
     Path {
         index: 0,
