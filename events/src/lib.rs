@@ -33,6 +33,7 @@
 
 pub mod clock;
 mod error;
+pub mod projection;
 pub mod registry;
 pub mod store;
 pub mod upcast;

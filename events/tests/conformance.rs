@@ -457,7 +457,7 @@ async fn the_projection_changes_with_its_events(store: &dyn EventStore) {
         state: format!(r#"{{"status":"{status}"}}"#),
     };
     let request = AppendRequest::new(stream("p"), ExpectedVersion::NoStream, events(0..2))
-        .with_projection(ProjectionChange::Upsert(row("requested")));
+        .with_projection(ProjectionChange::UpsertVWire(row("requested")));
     store.append(request).await.unwrap();
     let rows = store.live_rows().await.unwrap();
     assert_eq!(rows.len(), 1);
@@ -467,11 +467,11 @@ async fn the_projection_changes_with_its_events(store: &dyn EventStore) {
     );
     // A refused append leaves the projection alone.
     let refused = AppendRequest::new(stream("p"), ExpectedVersion::Exact(1), events(2..3))
-        .with_projection(ProjectionChange::Remove);
+        .with_projection(ProjectionChange::RemoveVWire);
     assert!(store.append(refused).await.is_err());
     assert_eq!(store.live_rows().await.unwrap().len(), 1);
     let update = AppendRequest::new(stream("p"), ExpectedVersion::Exact(2), events(3..4))
-        .with_projection(ProjectionChange::Upsert(row("established")));
+        .with_projection(ProjectionChange::UpsertVWire(row("established")));
     store.append(update).await.unwrap();
     assert_eq!(
         store.live_rows().await.unwrap()[0].data.status,
@@ -479,7 +479,7 @@ async fn the_projection_changes_with_its_events(store: &dyn EventStore) {
     );
     assert_eq!(store.live_rows().await.unwrap()[0].version, 3);
     let end = AppendRequest::new(stream("p"), ExpectedVersion::Exact(3), events(4..5))
-        .with_projection(ProjectionChange::Remove);
+        .with_projection(ProjectionChange::RemoveVWire);
     store.append(end).await.unwrap();
     assert!(store.live_rows().await.unwrap().is_empty());
 }

@@ -3,6 +3,7 @@
 
 mod event;
 mod model;
+pub mod projection;
 pub mod select;
 mod state;
 

@@ -15,7 +15,7 @@ use super::retry::{KnownEvent, recognise_retry};
 use super::subscription::{self, ChunkReader};
 use super::{
     AppendRequest, Appended, EventStore, EventStream, LiveRow, Position, ProjectionChange,
-    RecordedEvent, StreamId,
+    RecordedEvent, RegistrationRow, StreamId,
 };
 use crate::error::StoreError;
 
@@ -35,6 +35,7 @@ struct Log {
     /// Indices into `events`, per stream, in version order.
     streams: HashMap<StreamId, Vec<usize>>,
     live: BTreeMap<StreamId, LiveRow>,
+    registry: BTreeMap<StreamId, RegistrationRow>,
     last_recorded_at: Option<DateTime<Utc>>,
     fault: Option<InjectedFault>,
 }
@@ -151,7 +152,7 @@ impl Log {
             });
         }
         match request.projection {
-            Some(ProjectionChange::Upsert(data)) => {
+            Some(ProjectionChange::UpsertVWire(data)) => {
                 let row = LiveRow {
                     stream: request.stream.clone(),
                     version,
@@ -159,8 +160,19 @@ impl Log {
                 };
                 self.live.insert(request.stream, row);
             }
-            Some(ProjectionChange::Remove) => {
+            Some(ProjectionChange::RemoveVWire) => {
                 self.live.remove(&request.stream);
+            }
+            Some(ProjectionChange::UpsertRegistration(data)) => {
+                let row = RegistrationRow {
+                    stream: request.stream.clone(),
+                    version,
+                    data,
+                };
+                self.registry.insert(request.stream, row);
+            }
+            Some(ProjectionChange::RemoveRegistration) => {
+                self.registry.remove(&request.stream);
             }
             None => {}
         }
@@ -217,6 +229,10 @@ impl EventStore for MemoryStore {
 
     fn live_rows(&self) -> BoxFuture<'_, Result<Vec<LiveRow>, StoreError>> {
         future::ready(Ok(self.lock().live.values().cloned().collect())).boxed()
+    }
+
+    fn registration_rows(&self) -> BoxFuture<'_, Result<Vec<RegistrationRow>, StoreError>> {
+        future::ready(Ok(self.lock().registry.values().cloned().collect())).boxed()
     }
 }
 

@@ -18,8 +18,8 @@ pub use memory::{InjectedFault, MemoryStore};
 pub use sqlite::{OpenOptions, SqliteStore};
 pub use types::{
     AppendRequest, Appended, Causation, ExpectedVersion, LiveRow, LiveRowData, MAX_STREAM_ID_LEN,
-    NewEvent, Position, ProjectionChange, RecordedEvent, StreamId, format_timestamp,
-    parse_timestamp,
+    NewEvent, Position, ProjectionChange, RecordedEvent, RegistrationRow, RegistrationRowData,
+    StreamId, format_timestamp, parse_timestamp,
 };
 
 use crate::error::StoreError;
@@ -58,4 +58,7 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// The rows of the `live_vwires` projection, in stream order.
     fn live_rows(&self) -> BoxFuture<'_, Result<Vec<LiveRow>, StoreError>>;
+
+    /// The rows of the `live_registry` projection, in stream order.
+    fn registration_rows(&self) -> BoxFuture<'_, Result<Vec<RegistrationRow>, StoreError>>;
 }

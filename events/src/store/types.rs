@@ -163,13 +163,35 @@ pub struct RecordedEvent {
     pub payload: String,
 }
 
-/// A change to the `live_vwires` projection, made in the same transaction as the events.
+/// A change to a projection, made in the same transaction as the events (the row's version
+/// is the append's last version).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProjectionChange {
-    /// The vWire is live: store this row (its version is the append's last version).
-    Upsert(LiveRowData),
-    /// The vWire reached a terminal state: it leaves the projection.
-    Remove,
+    /// `live_vwires`: the vWire is live; store this row.
+    UpsertVWire(LiveRowData),
+    /// `live_vwires`: the vWire reached a terminal state and leaves the projection.
+    RemoveVWire,
+    /// `live_registry`: the service or endpoint is registered; store this row.
+    UpsertRegistration(RegistrationRowData),
+    /// `live_registry`: the service or endpoint is no longer registered.
+    RemoveRegistration,
+}
+
+/// The data of a `live_registry` row, apart from its stream and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRowData {
+    /// Endpoints' deadline; `None` for services, which never expire.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The folded registration, JSON.
+    pub state: String,
+}
+
+/// One row of the `live_registry` projection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRow {
+    pub stream: StreamId,
+    pub version: u64,
+    pub data: RegistrationRowData,
 }
 
 /// The data of a `live_vwires` row, apart from its stream and version.

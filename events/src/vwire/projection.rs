@@ -7,35 +7,23 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::StoreError;
+pub use crate::projection::ReplayError;
+use crate::projection::diff;
 use crate::store::{EventStore, LiveRow, LiveRowData, Position, ProjectionChange, StreamId};
 
 use super::event::VWireEvent;
 use super::model::VWireId;
-use super::state::{FoldError, VWire};
-use crate::upcast::DecodeError;
+use super::state::VWire;
 
 /// Events read per query while rebuilding.
 const CHUNK: usize = 8192;
 
-/// Why the log could not be folded.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ReplayError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    #[error(transparent)]
-    Fold(#[from] FoldError),
-    #[error("live_vwires row for {stream} holds a state that does not decode: {message}")]
-    Row { stream: StreamId, message: String },
-}
-
 /// The projection change that keeps `live_vwires` equal to `state`.
 pub fn change_for(state: &VWire) -> Result<ProjectionChange, StoreError> {
     if state.status.is_terminal() {
-        return Ok(ProjectionChange::Remove);
+        return Ok(ProjectionChange::RemoveVWire);
     }
-    Ok(ProjectionChange::Upsert(LiveRowData {
+    Ok(ProjectionChange::UpsertVWire(LiveRowData {
         status: state.status.as_str().to_owned(),
         expires_at: state.expires_at,
         state: serde_json::to_string(state)?,
@@ -83,7 +71,7 @@ pub async fn rebuild(store: &dyn EventStore) -> Result<BTreeMap<StreamId, LiveRo
     let folded = fold_all(store).await?;
     let mut rows = BTreeMap::new();
     for vwire in folded.vwires.values() {
-        if let ProjectionChange::Upsert(data) = change_for(vwire)? {
+        if let ProjectionChange::UpsertVWire(data) = change_for(vwire)? {
             let stream = vwire.id.stream();
             rows.insert(
                 stream.clone(),
@@ -98,48 +86,22 @@ pub async fn rebuild(store: &dyn EventStore) -> Result<BTreeMap<StreamId, LiveRo
     Ok(rows)
 }
 
-/// One way the stored projection differs from a rebuild.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mismatch {
-    /// The log says the vWire is live, but it has no row.
-    Missing { stream: StreamId },
-    /// A row for a vWire the log says is terminal or unknown.
-    Unexpected { stream: StreamId },
-    /// The row and the log disagree.
-    Differs {
-        stream: StreamId,
-        stored: Box<LiveRow>,
-        rebuilt: Box<LiveRow>,
-    },
-}
+/// How the stored `live_vwires` rows differ from a rebuild.
+pub type Mismatch = crate::projection::Mismatch<LiveRow>;
 
 /// Compares the stored projection with a rebuild from the log.
 pub async fn compare(store: &dyn EventStore) -> Result<Vec<Mismatch>, ReplayError> {
-    let mut rebuilt = rebuild(store).await?;
-    let mut mismatches = Vec::new();
-    for stored in store.live_rows().await? {
-        let Some(expected) = rebuilt.remove(&stored.stream) else {
-            mismatches.push(Mismatch::Unexpected {
-                stream: stored.stream,
-            });
-            continue;
-        };
-        let same_state = decode_row(&stored).ok() == decode_row(&expected).ok();
-        let same_row = stored.version == expected.version
-            && stored.data.status == expected.data.status
-            && stored.data.expires_at == expected.data.expires_at;
-        if !(same_state && same_row) {
-            mismatches.push(Mismatch::Differs {
-                stream: stored.stream.clone(),
-                stored: Box::new(stored),
-                rebuilt: Box::new(expected),
-            });
-        }
-    }
-    mismatches.extend(
-        rebuilt
-            .into_keys()
-            .map(|stream| Mismatch::Missing { stream }),
-    );
-    Ok(mismatches)
+    let rebuilt = rebuild(store).await?;
+    let stored = store.live_rows().await?;
+    Ok(diff(
+        stored,
+        rebuilt,
+        |row| &row.stream,
+        |stored, expected| {
+            decode_row(stored).ok() == decode_row(expected).ok()
+                && stored.version == expected.version
+                && stored.data.status == expected.data.status
+                && stored.data.expires_at == expected.data.expires_at
+        },
+    ))
 }

@@ -36,8 +36,8 @@ use self::open::Contents;
 use self::writer::{Job, Writer, from_sql, to_sql};
 use super::subscription::{self, ChunkReader};
 use super::{
-    AppendRequest, Appended, EventStore, EventStream, LiveRow, Position, RecordedEvent, StreamId,
-    parse_timestamp,
+    AppendRequest, Appended, EventStore, EventStream, LiveRow, Position, RecordedEvent,
+    RegistrationRow, StreamId, parse_timestamp,
 };
 use crate::error::StoreError;
 
@@ -339,6 +339,16 @@ impl EventStore for SqliteStore {
         let read: ChunkReader =
             Box::new(move |after, limit| fetch_events(pool.clone(), sql.clone(), after, limit));
         subscription::subscribe(read, self.shared.head.clone(), after)
+    }
+
+    fn registration_rows(&self) -> BoxFuture<'_, Result<Vec<RegistrationRow>, StoreError>> {
+        async move {
+            let rows = sqlx::query(rows::REGISTRATION_ROWS_SQL)
+                .fetch_all(&self.shared.readers)
+                .await?;
+            rows.iter().map(rows::registration_row_from_row).collect()
+        }
+        .boxed()
     }
 
     fn live_rows(&self) -> BoxFuture<'_, Result<Vec<LiveRow>, StoreError>> {

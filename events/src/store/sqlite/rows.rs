@@ -5,7 +5,10 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::store::{LiveRow, LiveRowData, Position, RecordedEvent, StreamId, parse_timestamp};
+use crate::store::{
+    LiveRow, LiveRowData, Position, RecordedEvent, RegistrationRow, RegistrationRowData, StreamId,
+    parse_timestamp,
+};
 
 pub(crate) const EVENT_COLUMNS: &str = "position, event_id, stream, version, event_type, \
      schema_version, recorded_at, correlation_id, causation_id, payload";
@@ -86,6 +89,9 @@ pub(crate) fn events_from_json(text: &str) -> Result<Vec<RecordedEvent>, StoreEr
     Ok(events)
 }
 
+pub(crate) const REGISTRATION_ROWS_SQL: &str =
+    "SELECT stream, version, expires_at, state FROM live_registry ORDER BY stream";
+
 pub(crate) const LIVE_ROWS_SQL: &str =
     "SELECT stream, version, status, expires_at, state FROM live_vwires ORDER BY stream";
 
@@ -129,6 +135,19 @@ pub(crate) fn live_row_from_row(row: &SqliteRow) -> Result<LiveRow, StoreError> 
             status: row.try_get(2)?,
             expires_at: parse_timestamp(expires_at)?,
             state: row.try_get(4)?,
+        },
+    })
+}
+
+pub(crate) fn registration_row_from_row(row: &SqliteRow) -> Result<RegistrationRow, StoreError> {
+    let stream: String = row.try_get(0)?;
+    let expires_at: Option<&str> = row.try_get(2)?;
+    Ok(RegistrationRow {
+        stream: StreamId::new(stream)?,
+        version: unsigned(row, 1, "version")?,
+        data: RegistrationRowData {
+            expires_at: expires_at.map(parse_timestamp).transpose()?,
+            state: row.try_get(3)?,
         },
     })
 }

@@ -103,10 +103,20 @@ pub(crate) fn upsert_live_sql(rows: usize) -> String {
     )
 }
 
-/// Deletes `rows` streams from the projection.
-pub(crate) fn delete_live_sql(rows: usize) -> String {
+/// The multi-row upsert of `rows` registry rows (stream, version, expires_at, state).
+pub(crate) fn upsert_registration_sql(rows: usize) -> String {
     format!(
-        "DELETE FROM live_vwires WHERE stream IN ({})",
+        "INSERT INTO live_registry (stream, version, expires_at, state) VALUES {}
+         ON CONFLICT (stream) DO UPDATE SET version = excluded.version,
+             expires_at = excluded.expires_at, state = excluded.state",
+        placeholders(rows, 4)
+    )
+}
+
+/// Deletes `rows` streams from a projection table (one of ours, never user input).
+pub(crate) fn delete_rows_sql(table: &str, rows: usize) -> String {
+    format!(
+        "DELETE FROM {table} WHERE stream IN ({})",
         vec!["?"; rows].join(",")
     )
 }

@@ -347,14 +347,21 @@ impl Writer {
         &mut self,
         changes: &[(&StreamId, u64, &ProjectionChange)],
     ) -> Result<(), sqlx::Error> {
-        let upserts: Vec<_> = changes
-            .iter()
-            .filter_map(|(stream, version, change)| match change {
-                ProjectionChange::Upsert(row) => Some((*stream, *version, row)),
-                ProjectionChange::Remove => None,
-            })
-            .collect();
-        for chunk in upserts.chunks(wave::MAX_ROWS) {
+        let mut vwires = Vec::new();
+        let mut registrations = Vec::new();
+        let mut vwires_gone = Vec::new();
+        let mut registrations_gone = Vec::new();
+        for &(stream, version, change) in changes {
+            match change {
+                ProjectionChange::UpsertVWire(row) => vwires.push((stream, version, row)),
+                ProjectionChange::UpsertRegistration(row) => {
+                    registrations.push((stream, version, row))
+                }
+                ProjectionChange::RemoveVWire => vwires_gone.push(stream),
+                ProjectionChange::RemoveRegistration => registrations_gone.push(stream),
+            }
+        }
+        for chunk in vwires.chunks(wave::MAX_ROWS) {
             let sql = wave::upsert_live_sql(chunk.len());
             let mut query = sqlx::query(&sql);
             for (stream, version, row) in chunk {
@@ -367,18 +374,30 @@ impl Writer {
             }
             query.execute(&mut self.conn).await?;
         }
-        let removed: Vec<&StreamId> = changes
-            .iter()
-            .filter(|(_, _, change)| matches!(change, ProjectionChange::Remove))
-            .map(|(stream, _, _)| *stream)
-            .collect();
-        for chunk in removed.chunks(wave::MAX_ROWS) {
-            let sql = wave::delete_live_sql(chunk.len());
+        for chunk in registrations.chunks(wave::MAX_ROWS) {
+            let sql = wave::upsert_registration_sql(chunk.len());
             let mut query = sqlx::query(&sql);
-            for stream in chunk {
-                query = query.bind(stream.as_str());
+            for (stream, version, row) in chunk {
+                query = query
+                    .bind(stream.as_str())
+                    .bind(to_sql(*version))
+                    .bind(row.expires_at.map(format_timestamp))
+                    .bind(&row.state);
             }
             query.execute(&mut self.conn).await?;
+        }
+        for (table, streams) in [
+            ("live_vwires", vwires_gone),
+            ("live_registry", registrations_gone),
+        ] {
+            for chunk in streams.chunks(wave::MAX_ROWS) {
+                let sql = wave::delete_rows_sql(table, chunk.len());
+                let mut query = sqlx::query(&sql);
+                for stream in chunk {
+                    query = query.bind(stream.as_str());
+                }
+                query.execute(&mut self.conn).await?;
+            }
         }
         Ok(())
     }
