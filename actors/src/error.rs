@@ -29,6 +29,14 @@ pub enum ActorError {
     #[error(transparent)]
     Replay(#[from] ReplayError),
 
+    /// No Network Service of that name is registered. Register it, or check the name.
+    #[error("network service {0:?} is not registered")]
+    UnknownService(String),
+
+    /// The service exists but no registered endpoint matches the request's labels.
+    #[error("no endpoint of network service {service:?} matches the labels {labels:?}")]
+    NoEndpoint { service: String, labels: String },
+
     /// The actor system is shutting down.
     #[error("the node is shutting down")]
     Stopped,

@@ -8,7 +8,10 @@
 use std::sync::Arc;
 
 use nsm_events::StoreError;
-use nsm_events::store::{AppendRequest, Appended, Causation, EventStore, ExpectedVersion, LiveRow};
+use nsm_events::store::{
+    AppendRequest, Appended, Causation, EventStore, ExpectedVersion, LiveRow, NewEvent,
+    ProjectionChange, StreamId,
+};
 use nsm_events::vwire::projection::{self, ReplayError};
 use nsm_events::vwire::{VWire, VWireEvent, VWireId};
 
@@ -61,5 +64,18 @@ impl Journal {
 
     pub(crate) async fn live_rows(&self) -> Result<Vec<LiveRow>, StoreError> {
         self.store.live_rows().await
+    }
+
+    /// Records already-encoded events of any stream with their projection change.
+    pub(crate) async fn append(
+        &self,
+        stream: StreamId,
+        expected: u64,
+        events: Vec<NewEvent>,
+        change: ProjectionChange,
+    ) -> Result<Appended, StoreError> {
+        let request = AppendRequest::new(stream, ExpectedVersion::from_version(expected), events)
+            .with_projection(change);
+        self.store.append(request).await
     }
 }

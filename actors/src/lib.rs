@@ -20,10 +20,12 @@
 mod error;
 mod journal;
 mod manager;
+mod registry;
 pub mod runtime;
 mod vwire;
 
 pub use error::ActorError;
 pub use journal::Journal;
 pub use manager::{ManagerConfig, ManagerHandle, ReplayReport};
+pub use registry::{RegistryChange, RegistryConfig, RegistryHandle, RegistryReport};
 pub use vwire::VWireHandle;
