@@ -187,34 +187,16 @@ impl RegistryActor {
     fn expire(&mut self, name: EndpointName, ctx: &mut Context<Self>) {
         let state = self.endpoints.get(&name).cloned();
         let events = expire_endpoint(state.as_ref(), self.clock.now());
-        let Some(next) = events
-            .iter()
-            .fold(state.clone(), EndpointState::evolve)
-            .filter(|_| !events.is_empty())
-        else {
-            return;
-        };
-        let expected = state.map_or(0, |s| s.version);
-        let encoded = events
-            .iter()
-            .map(|e| e.to_new_event(Causation::default()))
-            .collect();
-        let step = self.record(
-            name.stream(),
-            expected,
-            encoded,
-            endpoint_change(&next),
-            move |act, ctx| {
-                tracing::info!(endpoint = %next.spec.name, "endpoint registration expired");
-                act.endpoint_changed(next, ctx);
-            },
-        );
-        ctx.wait(step.map(move |outcome, act, ctx| {
-            if let Err(e) = outcome {
+        let expiring = !events.is_empty();
+        let step = self.commit(state, events, Causation::default());
+        ctx.wait(step.map(move |outcome, act, ctx| match outcome {
+            Ok(_) if expiring => tracing::info!(endpoint = %name, "endpoint registration expired"),
+            Ok(_) => {}
+            Err(e) => {
                 tracing::warn!(endpoint = %name, error = %e, "expiry not recorded; retrying in 1s");
-                let timer = ctx.run_later(Duration::from_secs(1), {
-                    let name = name.clone();
-                    move |act, ctx| act.expire(name, ctx)
+                let retry = name.clone();
+                let timer = ctx.run_later(Duration::from_secs(1), move |act, ctx| {
+                    act.expire(retry, ctx)
                 });
                 act.timers.insert(name, timer);
             }
@@ -256,6 +238,97 @@ impl Handler<Load> for RegistryActor {
     }
 }
 
+/// A registry entry: what the actor needs to record a decision about it.
+trait Entry: Clone + Unpin + 'static {
+    type Event;
+    fn evolve(state: Option<Self>, event: &Self::Event) -> Option<Self>;
+    fn encode(event: &Self::Event, causation: Causation) -> Result<NewEvent, StoreError>;
+    fn change(&self) -> Result<ProjectionChange, StoreError>;
+    fn version(&self) -> u64;
+    fn stream(&self) -> StreamId;
+    /// Puts the new state in place and tells watchers.
+    fn install(self, actor: &mut RegistryActor, ctx: &mut Context<RegistryActor>);
+}
+
+impl Entry for ServiceState {
+    type Event = ServiceEvent;
+    fn evolve(state: Option<Self>, event: &ServiceEvent) -> Option<Self> {
+        ServiceState::evolve(state, event)
+    }
+    fn encode(event: &ServiceEvent, causation: Causation) -> Result<NewEvent, StoreError> {
+        event.to_new_event(causation)
+    }
+    fn change(&self) -> Result<ProjectionChange, StoreError> {
+        service_change(self)
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn stream(&self) -> StreamId {
+        self.service.stream()
+    }
+    fn install(self, actor: &mut RegistryActor, _: &mut Context<RegistryActor>) {
+        actor.service_changed(self);
+    }
+}
+
+impl Entry for EndpointState {
+    type Event = EndpointEvent;
+    fn evolve(state: Option<Self>, event: &EndpointEvent) -> Option<Self> {
+        EndpointState::evolve(state, event)
+    }
+    fn encode(event: &EndpointEvent, causation: Causation) -> Result<NewEvent, StoreError> {
+        event.to_new_event(causation)
+    }
+    fn change(&self) -> Result<ProjectionChange, StoreError> {
+        endpoint_change(self)
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn stream(&self) -> StreamId {
+        self.spec.name.stream()
+    }
+    fn install(self, actor: &mut RegistryActor, ctx: &mut Context<RegistryActor>) {
+        actor.endpoint_changed(self, ctx);
+    }
+}
+
+impl RegistryActor {
+    /// Records what a decision produced about an entry and installs the result; resolves to
+    /// the entry's state after it (unchanged when the decision produced nothing).
+    fn commit<S: Entry>(
+        &mut self,
+        state: Option<S>,
+        events: Vec<S::Event>,
+        causation: Causation,
+    ) -> ResponseActFuture<Self, Result<Option<S>, ActorError>> {
+        let next = events.iter().fold(state.clone(), S::evolve);
+        let Some(next) = next.filter(|_| !events.is_empty()) else {
+            return Box::pin(fut::ready(Ok(state)));
+        };
+        let expected = state.map_or(0, |s| s.version());
+        let encoded = events
+            .iter()
+            .map(|e| S::encode(e, causation.clone()))
+            .collect();
+        self.record(
+            next.stream(),
+            expected,
+            encoded,
+            next.change(),
+            move |act, ctx| {
+                next.clone().install(act, ctx);
+                Some(next)
+            },
+        )
+    }
+}
+
+fn refused<T: 'static>(error: ActorError) -> AtomicResponse<RegistryActor, Result<T, ActorError>> {
+    AtomicResponse::new(Box::pin(fut::ready(Err(error))))
+}
+
 /// Asks to register (or re-register) a Network Service.
 #[derive(Message)]
 #[rtype(result = "Result<ServiceState, ActorError>")]
@@ -264,38 +337,16 @@ struct RegisterService(NetworkService, Causation);
 impl Handler<RegisterService> for RegistryActor {
     type Result = AtomicResponse<Self, Result<ServiceState, ActorError>>;
 
-    fn handle(
-        &mut self,
-        RegisterService(service, causation): RegisterService,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+    fn handle(&mut self, msg: RegisterService, _: &mut Context<Self>) -> Self::Result {
+        let RegisterService(service, causation) = msg;
         let state = self.services.get(&service.name).cloned();
         let events = match register_service(state.as_ref(), &service, self.clock.now()) {
             Ok(events) => events,
-            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
+            Err(e) => return refused(e.into()),
         };
-        let Some(next) = events
-            .iter()
-            .fold(state.clone(), ServiceState::evolve)
-            .filter(|_| !events.is_empty())
-        else {
-            // Already registered, unchanged.
-            return AtomicResponse::new(Box::pin(fut::ready(state.ok_or(ActorError::Stopped))));
-        };
-        let expected = state.map_or(0, |s| s.version);
-        let encoded = events
-            .iter()
-            .map(|e| e.to_new_event(causation.clone()))
-            .collect();
-        AtomicResponse::new(self.record(
-            service.stream(),
-            expected,
-            encoded,
-            service_change(&next),
-            move |act, _| {
-                act.service_changed(next.clone());
-                next
-            },
+        let step = self.commit(state, events, causation);
+        AtomicResponse::new(Box::pin(
+            step.map(|done, _, _| done?.ok_or(ActorError::Stopped)),
         ))
     }
 }
@@ -308,35 +359,12 @@ struct UnregisterService(ServiceName, Causation);
 impl Handler<UnregisterService> for RegistryActor {
     type Result = AtomicResponse<Self, Result<(), ActorError>>;
 
-    fn handle(
-        &mut self,
-        UnregisterService(name, causation): UnregisterService,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+    fn handle(&mut self, msg: UnregisterService, _: &mut Context<Self>) -> Self::Result {
+        let UnregisterService(name, causation) = msg;
         let state = self.services.get(&name).cloned();
         let events = unregister_service(state.as_ref(), self.clock.now());
-        let Some(next) = events
-            .iter()
-            .fold(state.clone(), ServiceState::evolve)
-            .filter(|_| !events.is_empty())
-        else {
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
-        };
-        let expected = state.map_or(0, |s| s.version);
-        let encoded = events
-            .iter()
-            .map(|e| e.to_new_event(causation.clone()))
-            .collect();
-        let stream = next.service.stream();
-        AtomicResponse::new(self.record(
-            stream,
-            expected,
-            encoded,
-            service_change(&next),
-            move |act, _| {
-                act.service_changed(next);
-            },
-        ))
+        let step = self.commit(state, events, causation);
+        AtomicResponse::new(Box::pin(step.map(|done, _, _| done.map(drop))))
     }
 }
 
@@ -348,40 +376,19 @@ struct RegisterEndpoint(EndpointSpec, Option<DateTime<Utc>>, Causation);
 impl Handler<RegisterEndpoint> for RegistryActor {
     type Result = AtomicResponse<Self, Result<EndpointState, ActorError>>;
 
-    fn handle(
-        &mut self,
-        RegisterEndpoint(spec, until, causation): RegisterEndpoint,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+    fn handle(&mut self, msg: RegisterEndpoint, _: &mut Context<Self>) -> Self::Result {
+        let RegisterEndpoint(spec, until, causation) = msg;
         let state = self.endpoints.get(&spec.name).cloned();
         let lifetime = chrono::Duration::from_std(self.config.default_endpoint_lifetime)
             .unwrap_or(chrono::Duration::MAX);
-        let events =
-            match register_endpoint(state.as_ref(), &spec, until, lifetime, self.clock.now()) {
-                Ok(events) => events,
-                Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e.into())))),
-            };
-        let Some(next) = events
-            .iter()
-            .fold(state.clone(), EndpointState::evolve)
-            .filter(|_| !events.is_empty())
-        else {
-            return AtomicResponse::new(Box::pin(fut::ready(state.ok_or(ActorError::Stopped))));
+        let now = self.clock.now();
+        let events = match register_endpoint(state.as_ref(), &spec, until, lifetime, now) {
+            Ok(events) => events,
+            Err(e) => return refused(e.into()),
         };
-        let expected = state.map_or(0, |s| s.version);
-        let encoded = events
-            .iter()
-            .map(|e| e.to_new_event(causation.clone()))
-            .collect();
-        AtomicResponse::new(self.record(
-            spec.name.stream(),
-            expected,
-            encoded,
-            endpoint_change(&next),
-            move |act, ctx| {
-                act.endpoint_changed(next.clone(), ctx);
-                next
-            },
+        let step = self.commit(state, events, causation);
+        AtomicResponse::new(Box::pin(
+            step.map(|done, _, _| done?.ok_or(ActorError::Stopped)),
         ))
     }
 }
@@ -394,34 +401,12 @@ struct UnregisterEndpoint(EndpointName, Causation);
 impl Handler<UnregisterEndpoint> for RegistryActor {
     type Result = AtomicResponse<Self, Result<(), ActorError>>;
 
-    fn handle(
-        &mut self,
-        UnregisterEndpoint(name, causation): UnregisterEndpoint,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+    fn handle(&mut self, msg: UnregisterEndpoint, _: &mut Context<Self>) -> Self::Result {
+        let UnregisterEndpoint(name, causation) = msg;
         let state = self.endpoints.get(&name).cloned();
         let events = unregister_endpoint(state.as_ref(), self.clock.now());
-        let Some(next) = events
-            .iter()
-            .fold(state.clone(), EndpointState::evolve)
-            .filter(|_| !events.is_empty())
-        else {
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
-        };
-        let expected = state.map_or(0, |s| s.version);
-        let encoded = events
-            .iter()
-            .map(|e| e.to_new_event(causation.clone()))
-            .collect();
-        AtomicResponse::new(self.record(
-            name.stream(),
-            expected,
-            encoded,
-            endpoint_change(&next),
-            move |act, ctx| {
-                act.endpoint_changed(next, ctx);
-            },
-        ))
+        let step = self.commit(state, events, causation);
+        AtomicResponse::new(Box::pin(step.map(|done, _, _| done.map(drop))))
     }
 }
 
