@@ -7,6 +7,7 @@
 mod bench;
 mod logging;
 mod output;
+mod serve;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,27 @@
+//! gRPC status for runtime errors, by type (never by message text).
+
+use nsm_actors::ActorError;
+use nsm_events::StoreError;
+use nsm_events::vwire::LifecycleError;
+use tonic::Status;
+
+pub(crate) fn status(error: ActorError) -> Status {
+    let message = error.to_string();
+    match error {
+        ActorError::Lifecycle(LifecycleError::NotFound) | ActorError::UnknownService(_) => {
+            Status::not_found(message)
+        }
+        ActorError::Lifecycle(LifecycleError::Invalid(_) | LifecycleError::BadDeadline { .. }) => {
+            Status::invalid_argument(message)
+        }
+        ActorError::Lifecycle(_) | ActorError::NoEndpoint { .. } => {
+            Status::failed_precondition(message)
+        }
+        ActorError::Store(StoreError::InvalidInput(_)) => Status::invalid_argument(message),
+        ActorError::Store(StoreError::WrongExpectedVersion { .. }) => Status::aborted(message),
+        ActorError::Store(_) | ActorError::Rebuilding(_) | ActorError::Stopped => {
+            Status::unavailable(message)
+        }
+        ActorError::Fold(_) | ActorError::Replay(_) => Status::internal(message),
+    }
+}
