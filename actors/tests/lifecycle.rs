@@ -65,73 +65,44 @@ fn illegal_commands_are_refused_with_typed_errors_and_write_nothing() {
         let m = &node.manager;
         let id = VWireId::new_random();
         let c = Causation::default;
-        let err = m
-            .execute(id, refresh(node.now(), MINUTE), c())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, ActorError::Lifecycle(LifecycleError::NotFound)),
-            "{err}"
+        assert_refused!(
+            m.execute(id, refresh(node.now(), MINUTE), c()).await,
+            ActorError::Lifecycle(LifecycleError::NotFound)
         );
         m.request(id, request(MINUTE), c()).await.unwrap();
-        let err = m
-            .execute(id, refresh(node.now(), MINUTE), c())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ActorError::Lifecycle(LifecycleError::NotEstablished { .. })
-            ),
-            "{err}"
+        assert_refused!(
+            m.execute(id, refresh(node.now(), MINUTE), c()).await,
+            ActorError::Lifecycle(LifecycleError::NotEstablished { .. })
         );
         m.execute(id, establish(node.now(), MINUTE), c())
             .await
             .unwrap();
-        let err = m
-            .execute(id, establish(node.now(), MINUTE), c())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ActorError::Lifecycle(LifecycleError::AlreadyEstablished)
-            ),
-            "{err}"
+        assert_refused!(
+            m.execute(id, establish(node.now(), MINUTE), c()).await,
+            ActorError::Lifecycle(LifecycleError::AlreadyEstablished)
         );
-        let err = m.request(id, request(MINUTE), c()).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ActorError::Lifecycle(LifecycleError::AlreadyExists { .. })
-            ),
-            "{err}"
+        assert_refused!(
+            m.request(id, request(MINUTE), c()).await,
+            ActorError::Lifecycle(LifecycleError::AlreadyExists { .. })
         );
-        let err = m
-            .execute(
+        assert_refused!(
+            m.execute(
                 id,
                 Command::Expire {
                     during_downtime: false,
                 },
                 c(),
             )
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, ActorError::Lifecycle(LifecycleError::NotDue { .. })),
-            "{err}"
+            .await,
+            ActorError::Lifecycle(LifecycleError::NotDue { .. })
         );
         let past = Command::Refresh {
             expires_at: node.now() - chrono::Duration::seconds(1),
             path: None,
         };
-        let err = m.execute(id, past, c()).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ActorError::Lifecycle(LifecycleError::BadDeadline { .. })
-            ),
-            "{err}"
+        assert_refused!(
+            m.execute(id, past, c()).await,
+            ActorError::Lifecycle(LifecycleError::BadDeadline { .. })
         );
         let before = node.log_len().await;
         m.execute(
@@ -144,23 +115,15 @@ fn illegal_commands_are_refused_with_typed_errors_and_write_nothing() {
         )
         .await
         .unwrap();
-        let err = m
-            .execute(id, refresh(node.now(), MINUTE), c())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ActorError::Lifecycle(LifecycleError::Terminal {
-                    status: Status::Closed
-                })
-            ),
-            "{err}"
+        assert_refused!(
+            m.execute(id, refresh(node.now(), MINUTE), c()).await,
+            ActorError::Lifecycle(LifecycleError::Terminal {
+                status: Status::Closed
+            })
         );
-        let err = m.request(id, request(MINUTE), c()).await.unwrap_err();
-        assert!(
-            matches!(err, ActorError::Lifecycle(LifecycleError::Terminal { .. })),
-            "{err}"
+        assert_refused!(
+            m.request(id, request(MINUTE), c()).await,
+            ActorError::Lifecycle(LifecycleError::Terminal { .. })
         );
         assert_eq!(
             node.log_len().await,
@@ -264,11 +227,11 @@ fn an_append_with_an_unknown_outcome_makes_the_vwire_rebuild_from_the_log() {
         // The Established event is committed, but the actor is told the outcome is unknown.
         node.store
             .inject_fault(InjectedFault::CommitThenReportUnknown);
-        let err = m
-            .execute(id, establish(node.now(), 10 * MINUTE), Causation::default())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, ActorError::Rebuilding(_)), "{err}");
+        assert_refused!(
+            m.execute(id, establish(node.now(), 10 * MINUTE), Causation::default())
+                .await,
+            ActorError::Rebuilding(_)
+        );
         // The rebuilt actor knows what the log knows.
         let state = m.state(id).await.unwrap().unwrap();
         assert_eq!(state.status, Status::Established);
@@ -276,11 +239,11 @@ fn an_append_with_an_unknown_outcome_makes_the_vwire_rebuild_from_the_log() {
         // And the opposite: nothing committed, outcome unknown.
         node.store
             .inject_fault(InjectedFault::LoseBeforeCommitReportUnknown);
-        let err = m
-            .execute(id, refresh(node.now(), 10 * MINUTE), Causation::default())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, ActorError::Rebuilding(_)), "{err}");
+        assert_refused!(
+            m.execute(id, refresh(node.now(), 10 * MINUTE), Causation::default())
+                .await,
+            ActorError::Rebuilding(_)
+        );
         let state = m.state(id).await.unwrap().unwrap();
         assert_eq!(state.refreshes, 0);
         assert_eq!(m.live().await.unwrap(), vec![id]);

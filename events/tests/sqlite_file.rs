@@ -152,17 +152,9 @@ async fn a_log_with_overwritten_pages_is_reported_as_damaged() {
 #[tokio::test]
 async fn a_log_from_a_newer_schema_is_refused() {
     let (_dir, path) = new_log();
-    let store = open(&path).await;
-    store.close().await;
-    let raw = raw_connection(&path).await;
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
-         VALUES (9999, 'from the future', CURRENT_TIMESTAMP, 1, x'00', 0)",
-    )
-    .execute(&raw)
-    .await
-    .unwrap();
-    raw.close().await;
+    open(&path).await.close().await;
+    run_raw_sql(&path, "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', CURRENT_TIMESTAMP, 1, x'00', 0)",).await;
     let problem = open_problem(
         SqliteStore::open(&path, OpenOptions::default()).await,
         &path,
@@ -178,12 +170,11 @@ async fn a_log_from_a_newer_schema_is_refused() {
 async fn another_programs_database_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.db");
-    let raw = raw_connection(&path).await;
-    sqlx::query("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
-        .execute(&raw)
-        .await
-        .unwrap();
-    raw.close().await;
+    run_raw_sql(
+        &path,
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)",
+    )
+    .await;
     let problem = open_problem(
         SqliteStore::open(&path, OpenOptions::default()).await,
         &path,
@@ -365,20 +356,12 @@ async fn overlapping_readers_cannot_make_the_wal_grow_without_bound() {
 #[tokio::test]
 async fn a_stored_v1_failed_payload_is_upcast_on_read() {
     let (_dir, path) = new_log();
-    let store = open(&path).await;
-    store.close().await;
+    open(&path).await.close().await;
     // A row exactly as a v1 writer left it: Failed had only a time and a reason.
-    let raw = raw_connection(&path).await;
-    sqlx::query(
-        "INSERT INTO events (event_id, stream, version, event_type, schema_version, recorded_at, payload) \
+    run_raw_sql(&path, "INSERT INTO events (event_id, stream, version, event_type, schema_version, recorded_at, payload) \
          VALUES ('0191e0a4-0000-7000-8000-000000000001', 'vwire-5b1e4a6c-43c9-4e8e-9a51-0c6e3f6d2c11', 1, \
                  'Failed', 1, '2026-01-01T00:00:00.000000Z', \
-                 '{\"at\":\"2026-01-01T00:00:00Z\",\"reason\":\"endpoint refused\"}')",
-    )
-    .execute(&raw)
-    .await
-    .unwrap();
-    raw.close().await;
+                 '{\"at\":\"2026-01-01T00:00:00Z\",\"reason\":\"endpoint refused\"}')",).await;
     let store = open(&path).await;
     let stored = store.read_all(Position::START, 1).await.unwrap().remove(0);
     assert_eq!(stored.schema_version, 1);
@@ -394,6 +377,13 @@ async fn a_stored_v1_failed_payload_is_upcast_on_read() {
     let again = store.read_all(Position::START, 1).await.unwrap().remove(0);
     assert_eq!(again.payload, stored.payload);
     assert_eq!(again.schema_version, 1);
+}
+
+/// Runs one statement on the file behind the store's back, as another program would.
+async fn run_raw_sql(path: &Path, sql: &str) {
+    let raw = raw_connection(path).await;
+    sqlx::query(sql).execute(&raw).await.unwrap();
+    raw.close().await;
 }
 
 async fn raw_connection(path: &Path) -> sqlx::SqlitePool {

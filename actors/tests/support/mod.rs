@@ -15,6 +15,15 @@ use nsm_events::vwire::{
     ServiceName, SpiffeId, VWire, VWireEvent, VWireId, VWireRequest,
 };
 
+/// Asserts that `result` is an error matching `pattern`, showing the error otherwise.
+#[macro_export]
+macro_rules! assert_refused {
+    ($result:expr, $pattern:pat) => {{
+        let err = $result.unwrap_err();
+        assert!(matches!(err, $pattern), "{err}");
+    }};
+}
+
 /// Runs `test` in an actix System on a current-thread tokio runtime with a paused clock.
 pub fn run_paused<F, Fut>(test: F) -> Fut::Output
 where
