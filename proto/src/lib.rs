@@ -36,6 +36,8 @@
 //! * Code is generated in `build.rs` by `protox` (pure Rust, no system `protoc`) and
 //!   `tonic-prost-build`; nothing generated is checked in.
 //!
+//! [`transport`] turns `unix://` and `tcp://` URLs into channels and listen addresses.
+//!
 //! [`convert`] turns these wire types into the domain types of `nsm-events` (validating, with
 //! errors that name the field and become gRPC `InvalidArgument`) and back (lossless).
 
@@ -43,6 +45,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod convert;
+pub mod transport;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of NSM's five `.proto` files and the
 /// well-known types they import (`google/protobuf/{empty,timestamp}.proto`), with source
