@@ -5,8 +5,10 @@
 #![deny(rust_2018_idioms)]
 
 mod bench;
+mod endpoint;
 mod logging;
 mod output;
+mod request;
 mod serve;
 
 use std::process::ExitCode;
@@ -33,6 +35,12 @@ enum Command {
     /// Measure what this machine can carry (prints a table, or JSON with --json).
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Run the node daemon: NSM's gRPC API over the vWire actors and the event log.
+    Serve(serve::ServeArgs),
+    /// Run a sample Network Service Endpoint (like NSM's icmp-responder) with durable IPAM.
+    Endpoint(endpoint::EndpointArgs),
+    /// Request a vWire as a client (like NSM's cmd-nsc), keep it refreshed, close it on exit.
+    Request(request::RequestArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +54,9 @@ fn main() -> ExitCode {
     let outcome = nsm_actors::runtime::block_on(workers, async move {
         match cli.command {
             Command::Bench(which) => bench::run(which).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Endpoint(args) => endpoint::run(args).await,
+            Command::Request(args) => request::run(args).await,
         }
     });
     match outcome {

@@ -9,3 +9,12 @@
 
 pub(crate) mod registry;
 pub(crate) mod status;
+
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {}
+
+pub(crate) async fn run(_args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::bail!("nsm serve is not built yet")
+}
