@@ -4,6 +4,8 @@ use nsm_events::StoreError;
 use nsm_events::vwire::projection::ReplayError;
 use nsm_events::vwire::{FoldError, LifecycleError, VWireId};
 
+use crate::dataplane::DataplaneError;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ActorError {
     /// The command is not allowed in the vWire's state; nothing was recorded.
@@ -37,9 +39,44 @@ pub enum ActorError {
     #[error("no endpoint of network service {service:?} matches the labels {labels:?}")]
     NoEndpoint { service: String, labels: String },
 
+    /// Every candidate endpoint refused or did not answer; the vWire is recorded as failed.
+    /// Retry later, or check the endpoints named.
+    #[error("every endpoint of network service {service:?} failed: {}", failures.join("; "))]
+    EndpointsFailed {
+        service: String,
+        failures: Vec<String>,
+    },
+
+    /// The vWire's endpoint refused a refresh or did not answer; nothing was recorded and
+    /// the vWire keeps its deadline. Retry the refresh.
+    #[error("endpoint {endpoint} refused the refresh: {reason}")]
+    EndpointRefused { endpoint: String, reason: String },
+
+    /// The data plane could not plumb the vWire.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+
+    /// This node runs without a mesh (registry, next hop, data plane): it records
+    /// lifecycles only and cannot connect anything.
+    #[error("this node is not connected to a mesh (no registry, next hop or data plane)")]
+    NoMesh,
+
     /// The actor system is shutting down.
     #[error("the node is shutting down")]
     Stopped,
+}
+
+impl ActorError {
+    /// Whether what was being recorded may be in the log after all (its outcome is unknown,
+    /// or another writer moved the stream): undoing its side effects could be wrong.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(
+            self,
+            ActorError::Store(
+                StoreError::OutcomeUnknown(_) | StoreError::WrongExpectedVersion { .. }
+            ) | ActorError::Rebuilding(_)
+        )
+    }
 }
 
 impl From<actix::MailboxError> for ActorError {

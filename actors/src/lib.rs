@@ -17,15 +17,22 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod dataplane;
 mod error;
+mod flow;
 mod journal;
 mod manager;
+mod mesh;
+mod next_hop;
 mod registry;
 pub mod runtime;
 mod vwire;
 
+pub use dataplane::{Dataplane, DataplaneError, DryRun, PlumbRequest};
 pub use error::ActorError;
 pub use journal::Journal;
 pub use manager::{ManagerConfig, ManagerHandle, ReplayReport};
+pub use mesh::{ConnectRequest, DEFAULT_REQUEST_TIMEOUT, Mesh};
+pub use next_hop::{GrpcNextHop, NextHop};
 pub use registry::{RegistryChange, RegistryConfig, RegistryHandle, RegistryReport};
 pub use vwire::VWireHandle;

@@ -18,11 +18,12 @@ use chrono::{DateTime, Utc};
 use nsm_events::clock::Clock;
 use nsm_events::store::Causation;
 use nsm_events::vwire::projection::decode_row;
-use nsm_events::vwire::{Command, VWire, VWireId, VWireRequest};
+use nsm_events::vwire::{ClosedBy, Command, VWire, VWireId, VWireRequest};
 use tokio::time::Instant;
 
 use crate::error::ActorError;
 use crate::journal::Journal;
+use crate::mesh::{ConnectRequest, Mesh};
 use crate::vwire::{Boot, StopCause, VWireActor, VWireHandle, VWireStopped};
 
 /// Route requests the Manager may have queued before callers wait.
@@ -34,12 +35,16 @@ pub struct ManagerConfig {
     /// Arbiters (threads) the VWire actors are spread over; 0 runs them on the Manager's own
     /// arbiter (tests on a paused clock need that, since each arbiter has its own runtime).
     pub arbiters: usize,
+    /// The mesh the vWires connect through; without one the node only records lifecycles
+    /// (Connect is refused, Close and expiry tell no endpoint).
+    pub mesh: Option<Arc<Mesh>>,
 }
 
 impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
             arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            mesh: None,
         }
     }
 }
@@ -59,6 +64,7 @@ pub struct ReplayReport {
 pub(crate) struct Manager {
     journal: Journal,
     clock: Arc<dyn Clock>,
+    mesh: Option<Arc<Mesh>>,
     arbiters: Vec<Arbiter>,
     next_arbiter: usize,
     directory: HashMap<VWireId, Addr<VWireActor>>,
@@ -69,9 +75,10 @@ impl Manager {
     fn spawn(&mut self, id: VWireId, boot: Boot, ctx: &mut Context<Self>) -> Addr<VWireActor> {
         let journal = self.journal.clone();
         let clock = self.clock.clone();
+        let mesh = self.mesh.clone();
         let manager = ctx.address().recipient();
         let started_at = self.started_at;
-        let make = move || VWireActor::new(id, boot, journal, clock, manager, started_at);
+        let make = move || VWireActor::new(id, boot, journal, clock, mesh, manager, started_at);
         let addr = if self.arbiters.is_empty() {
             make().start()
         } else {
@@ -212,6 +219,7 @@ impl ManagerHandle {
         let manager = Manager {
             journal,
             clock,
+            mesh: config.mesh,
             arbiters,
             next_arbiter: 0,
             directory: HashMap::new(),
@@ -264,6 +272,44 @@ impl ManagerHandle {
         causation: Causation,
     ) -> Result<VWire, ActorError> {
         self.execute(id, Command::Request(request), causation).await
+    }
+
+    /// A client's Request for vWire `id`: connects it if new, refreshes it if established.
+    /// Refused with `Lifecycle(Terminal)` if the id belongs to an ended vWire.
+    pub async fn connect(
+        &self,
+        id: VWireId,
+        request: ConnectRequest,
+        causation: Causation,
+    ) -> Result<VWire, ActorError> {
+        match self
+            .vwire(id)
+            .await?
+            .connect(request.clone(), causation.clone())
+            .await
+        {
+            Err(ActorError::Stopped) => self.vwire(id).await?.connect(request, causation).await,
+            other => other,
+        }
+    }
+
+    /// Closes vWire `id`: tells its endpoint, unplumbs it, records `Closed`.
+    pub async fn close(
+        &self,
+        id: VWireId,
+        by: ClosedBy,
+        reason: String,
+        causation: Causation,
+    ) -> Result<VWire, ActorError> {
+        match self
+            .vwire(id)
+            .await?
+            .close(by, reason.clone(), causation.clone())
+            .await
+        {
+            Err(ActorError::Stopped) => self.vwire(id).await?.close(by, reason, causation).await,
+            other => other,
+        }
     }
 
     /// The state of a vWire: from its actor if live, else folded from the log.

@@ -14,13 +14,16 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use nsm_events::StoreError;
 use nsm_events::clock::Clock;
 use nsm_events::store::Causation;
-use nsm_events::vwire::{Command, LifecycleError, VWire, VWireId, decide};
+use nsm_events::vwire::{
+    ClosedBy, Command, FailureCode, FailureStage, LifecycleError, Status, VWire, VWireId,
+};
 
 use crate::error::ActorError;
+use crate::flow::{Flow, Recorder};
 use crate::journal::Journal;
+use crate::mesh::{ConnectRequest, Mesh};
 
 /// Messages a vWire may have queued before callers wait (back-pressure).
 const MAILBOX_CAPACITY: usize = 64;
@@ -60,6 +63,25 @@ pub(crate) struct Execute {
     pub(crate) span: tracing::Span,
 }
 
+/// A client's Request: connect a new vWire, or refresh an established one.
+#[derive(Message)]
+#[rtype(result = "Result<VWire, ActorError>")]
+pub(crate) struct Connect {
+    pub(crate) request: ConnectRequest,
+    pub(crate) causation: Causation,
+    pub(crate) span: tracing::Span,
+}
+
+/// Asks the vWire to close: tell the endpoint, unplumb, record `Closed`.
+#[derive(Message)]
+#[rtype(result = "Result<VWire, ActorError>")]
+pub(crate) struct Close {
+    pub(crate) by: ClosedBy,
+    pub(crate) reason: String,
+    pub(crate) causation: Causation,
+    pub(crate) span: tracing::Span,
+}
+
 /// Asks for the vWire's current state.
 #[derive(Message)]
 #[rtype(result = "Option<VWire>")]
@@ -71,6 +93,7 @@ pub(crate) struct VWireActor {
     boot: Option<Boot>,
     journal: Journal,
     clock: Arc<dyn Clock>,
+    mesh: Option<Arc<Mesh>>,
     manager: Recipient<VWireStopped>,
     /// Deadlines before this instant passed while the node was down.
     node_started_at: DateTime<Utc>,
@@ -83,6 +106,7 @@ impl VWireActor {
         boot: Boot,
         journal: Journal,
         clock: Arc<dyn Clock>,
+        mesh: Option<Arc<Mesh>>,
         manager: Recipient<VWireStopped>,
         node_started_at: DateTime<Utc>,
     ) -> Self {
@@ -92,53 +116,80 @@ impl VWireActor {
             boot: Some(boot),
             journal,
             clock,
+            mesh,
             manager,
             node_started_at,
             timer: None,
         }
     }
 
-    /// Decide, append, then apply: the one way state changes.
+    fn flow(&self, causation: Causation) -> Flow {
+        Flow {
+            recorder: Recorder {
+                id: self.id,
+                journal: self.journal.clone(),
+                clock: self.clock.clone(),
+            },
+            mesh: self.mesh.clone(),
+            causation,
+        }
+    }
+
+    /// Runs a flow over a copy of the state, then keeps the state it reached: the one way
+    /// state changes. Every step of the flow was durable before the state moved; if an
+    /// append's outcome is unknown the actor rebuilds from the log instead.
+    fn run<F, Fut>(
+        &mut self,
+        causation: Causation,
+        body: F,
+    ) -> ResponseActFuture<Self, Result<VWire, ActorError>>
+    where
+        F: FnOnce(Flow, Option<VWire>) -> Fut,
+        Fut: std::future::Future<Output = (Option<VWire>, Result<VWire, ActorError>)> + 'static,
+    {
+        let work = body(self.flow(causation), self.state.clone());
+        Box::pin(work.into_actor(self).map(|(reached, outcome), act, ctx| {
+            if let Err(e) = &outcome
+                && e.may_have_committed()
+            {
+                tracing::warn!(vwire = %act.id, error = %e, "state may be behind the log; rebuilding");
+                act.stop(ctx, StopCause::Rebuild);
+                return Err(ActorError::Rebuilding(act.id));
+            }
+            let changed = reached != act.state;
+            act.state = reached;
+            if changed {
+                act.after_change(ctx);
+            }
+            outcome
+        }))
+    }
+
+    /// Decide, append, then apply one command.
     fn execute(
         &mut self,
         command: Command,
         causation: Causation,
     ) -> ResponseActFuture<Self, Result<VWire, ActorError>> {
-        let now = self.clock.now();
-        let decided = decide(self.state.as_ref(), &command, now).map_err(ActorError::from);
-        let events = match decided {
-            Ok(events) => events,
-            Err(refusal) => return Box::pin(fut::ready(Err(refusal))),
-        };
-        let mut next = self.state.clone();
-        for event in &events {
-            match VWire::evolve(next, self.id, event) {
-                Ok(state) => next = Some(state),
-                Err(e) => return Box::pin(fut::ready(Err(e.into()))),
-            }
-        }
-        let Some(next) = next else {
-            return Box::pin(fut::ready(Err(LifecycleError::NotFound.into())));
-        };
-        let expected = self.state.as_ref().map_or(0, |s| s.version);
-        let journal = self.journal.clone();
-        let record = async move {
-            journal.record(&next, expected, &events, &causation).await?;
-            Ok::<_, StoreError>(next)
-        };
-        Box::pin(record.into_actor(self).map(move |recorded, act, ctx| match recorded {
-            Ok(next) => {
-                act.state = Some(next.clone());
-                act.after_change(ctx);
-                Ok(next)
-            }
-            Err(e @ (StoreError::OutcomeUnknown(_) | StoreError::WrongExpectedVersion { .. })) => {
-                tracing::warn!(vwire = %act.id, error = %e, "state may be behind the log; rebuilding");
-                act.stop(ctx, StopCause::Rebuild);
-                Err(ActorError::Rebuilding(act.id))
-            }
-            Err(e) => Err(e.into()),
-        }))
+        self.run(causation, |flow, mut state| async move {
+            let outcome = flow
+                .recorder
+                .run(&mut state, &[command], &flow.causation)
+                .await;
+            (state, outcome)
+        })
+    }
+
+    /// Tells the endpoint, unplumbs, then records `end` (Close, Expire or Fail).
+    fn teardown(
+        &mut self,
+        end: Command,
+        causation: Causation,
+    ) -> ResponseActFuture<Self, Result<VWire, ActorError>> {
+        self.run(causation, |flow, mut state| async move {
+            let outcome = flow.teardown(&mut state, end).await;
+            (state, outcome)
+        })
     }
 
     /// After a recorded change: stop if terminal, else (re)arm the expiry timer.
@@ -167,7 +218,7 @@ impl VWireActor {
         let Some(state) = &self.state else { return };
         let during_downtime = state.expires_at < self.node_started_at;
         let span = tracing::info_span!("expire", vwire = %self.id);
-        let step = self.execute(Command::Expire { during_downtime }, Causation::default());
+        let step = self.teardown(Command::Expire { during_downtime }, Causation::default());
         ctx.wait(step.map(move |outcome, act, ctx| {
             let _entered = span.enter();
             match outcome {
@@ -182,6 +233,32 @@ impl VWireActor {
                 }
             }
         }));
+    }
+
+    /// Picks up a vWire just read from the log: re-arms its timer, or — if it was left
+    /// `Requested` by a flow that did not finish (the node stopped, or an append's outcome
+    /// was unknown) — fails it, since no one is waiting for that Request any more.
+    fn resume(&mut self, ctx: &mut Context<Self>) {
+        let Some(state) = &self.state else { return };
+        if state.status.is_terminal() {
+            return;
+        }
+        if state.status == Status::Requested && self.mesh.is_some() {
+            let fail = Command::Fail {
+                stage: FailureStage::Recovery,
+                code: FailureCode::Unavailable,
+                reason: "the node stopped before this vWire was established; the client's retry makes a new one".into(),
+            };
+            let step = self.execute(fail, Causation::default());
+            ctx.wait(step.map(|outcome, act, ctx| {
+                if let Err(e) = outcome {
+                    tracing::warn!(vwire = %act.id, error = %e, "unfinished request not recorded as failed; it expires at its deadline");
+                    act.arm_timer(ctx);
+                }
+            }));
+            return;
+        }
+        self.arm_timer(ctx);
     }
 
     /// An actor started for a vWire that never existed, or loaded one that is terminal (to
@@ -217,7 +294,7 @@ impl Actor for VWireActor {
         match self.boot.take() {
             Some(Boot::Known(state)) => {
                 self.state = Some(*state);
-                self.arm_timer(ctx);
+                self.resume(ctx);
             }
             Some(Boot::Load) | None => {
                 let journal = self.journal.clone();
@@ -226,11 +303,8 @@ impl Actor for VWireActor {
                 ctx.wait(async move { journal.load(id).await }.into_actor(self).map(
                     |loaded, act, ctx| match loaded {
                         Ok(state) => {
-                            let live = state.as_ref().is_some_and(|s| !s.status.is_terminal());
                             act.state = state;
-                            if live {
-                                act.arm_timer(ctx);
-                            }
+                            act.resume(ctx);
                         }
                         Err(e) => {
                             tracing::error!(vwire = %act.id, error = %e, "cannot load vWire from the log");
@@ -255,6 +329,44 @@ impl Handler<Execute> for VWireActor {
         });
         let _ = ctx;
         AtomicResponse::new(Box::pin(step))
+    }
+}
+
+impl Handler<Connect> for VWireActor {
+    type Result = AtomicResponse<Self, Result<VWire, ActorError>>;
+
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
+        let _entered = msg.span.enter();
+        let span = msg.span.clone();
+        let request = msg.request;
+        let step = self.run(msg.causation, move |flow, mut state| {
+            let work = async move {
+                let outcome = flow.connect(&mut state, request).await;
+                (state, outcome)
+            };
+            tracing::Instrument::instrument(work, span)
+        });
+        AtomicResponse::new(Box::pin(step.map(|outcome, act, ctx| {
+            act.stop_unless_live(ctx);
+            outcome
+        })))
+    }
+}
+
+impl Handler<Close> for VWireActor {
+    type Result = AtomicResponse<Self, Result<VWire, ActorError>>;
+
+    fn handle(&mut self, msg: Close, _: &mut Context<Self>) -> Self::Result {
+        let _entered = msg.span.enter();
+        let end = Command::Close {
+            by: msg.by,
+            reason: msg.reason,
+        };
+        let step = self.teardown(end, msg.causation);
+        AtomicResponse::new(Box::pin(step.map(|outcome, act, ctx| {
+            act.stop_unless_live(ctx);
+            outcome
+        })))
     }
 }
 
@@ -293,6 +405,40 @@ impl VWireHandle {
         self.addr
             .send(Execute {
                 command,
+                causation,
+                span,
+            })
+            .await?
+    }
+
+    /// A client's Request: connects a new vWire or refreshes this one.
+    pub async fn connect(
+        &self,
+        request: ConnectRequest,
+        causation: Causation,
+    ) -> Result<VWire, ActorError> {
+        let span = tracing::info_span!("vwire", vwire = %self.id, command = "Connect");
+        self.addr
+            .send(Connect {
+                request,
+                causation,
+                span,
+            })
+            .await?
+    }
+
+    /// Closes the vWire: tells its endpoint, unplumbs it, records `Closed`.
+    pub async fn close(
+        &self,
+        by: ClosedBy,
+        reason: String,
+        causation: Causation,
+    ) -> Result<VWire, ActorError> {
+        let span = tracing::info_span!("vwire", vwire = %self.id, command = "Close");
+        self.addr
+            .send(Close {
+                by,
+                reason,
                 causation,
                 span,
             })

@@ -20,7 +20,10 @@ async fn start(path: &std::path::Path) -> (SqliteStore, ManagerHandle, nsm_actor
         .unwrap();
     let journal = Journal::new(Arc::new(store.clone()));
     let (manager, report) = ManagerHandle::start(
-        ManagerConfig { arbiters: 2 },
+        ManagerConfig {
+            arbiters: 2,
+            mesh: None,
+        },
         journal,
         Arc::new(SystemClock),
     )

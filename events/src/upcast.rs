@@ -70,6 +70,8 @@ pub const SCHEMAS: &[(&str, u32)] = &[
     // v2 (this release) records the stage and a gRPC-style code; v1 had the reason alone.
     ("Failed", 2),
     ("Healed", 1),
+    ("DataplanePlumbed", 1),
+    ("DataplaneUnplumbed", 1),
     // Registry (streams `ns-<name>` and `nse-<name>`).
     ("ServiceRegistered", 1),
     ("ServiceUnregistered", 1),

@@ -57,10 +57,16 @@ impl Node {
     pub async fn start(store: MemoryStore, wall: DateTime<Utc>) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(PausedClock::starting_at(wall));
         let journal = Journal::new(Arc::new(store.clone()));
-        let (manager, _) =
-            ManagerHandle::start(ManagerConfig { arbiters: 0 }, journal, clock.clone())
-                .await
-                .expect("start and replay");
+        let (manager, _) = ManagerHandle::start(
+            ManagerConfig {
+                arbiters: 0,
+                mesh: None,
+            },
+            journal,
+            clock.clone(),
+        )
+        .await
+        .expect("start and replay");
         Self {
             store,
             clock,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::event::{
-    Closed, ClosedBy, Established, Expired, Failed, FailureCode, FailureStage, Healed, Refreshed,
-    Requested, VWireEvent,
+    Closed, ClosedBy, DataplanePlumbed, DataplaneUnplumbed, DataplaneWork, Established, Expired,
+    Failed, FailureCode, FailureStage, Healed, Refreshed, Requested, VWireEvent,
 };
 use super::model::{
     ConnectionContext, EndpointRef, Labels, Mechanism, Path, ServiceName, SpiffeId,
@@ -63,6 +63,16 @@ pub enum Command {
     Heal {
         repairs: Vec<String>,
     },
+    /// The data plane connected the two ends (recorded with `Establish`, or by a heal).
+    RecordPlumbing {
+        work: DataplaneWork,
+        client_mechanism: Mechanism,
+        endpoint_mechanism: Mechanism,
+    },
+    /// The data plane removed what it made (recorded with the terminal event).
+    RecordUnplumbing {
+        work: DataplaneWork,
+    },
 }
 
 impl Command {
@@ -75,6 +85,8 @@ impl Command {
             Command::Close { .. } => "Close",
             Command::Fail { .. } => "Fail",
             Command::Heal { .. } => "Heal",
+            Command::RecordPlumbing { .. } => "RecordPlumbing",
+            Command::RecordUnplumbing { .. } => "RecordUnplumbing",
         }
     }
 }
@@ -224,8 +236,53 @@ pub fn decide(
                 repairs: repairs.clone(),
             })
         }
+        Command::RecordPlumbing {
+            work,
+            client_mechanism,
+            endpoint_mechanism,
+        } => VWireEvent::DataplanePlumbed(DataplanePlumbed {
+            at: now,
+            work: work.clone(),
+            client_mechanism: client_mechanism.clone(),
+            endpoint_mechanism: endpoint_mechanism.clone(),
+        }),
+        Command::RecordUnplumbing { work } => {
+            if vwire.plumbing.is_none() {
+                return Err(LifecycleError::Invalid(
+                    "the vWire holds nothing in the data plane to unplumb".into(),
+                ));
+            }
+            VWireEvent::DataplaneUnplumbed(DataplaneUnplumbed {
+                at: now,
+                work: work.clone(),
+            })
+        }
     };
     Ok(vec![event])
+}
+
+/// Decides several commands as one step: each sees the state the previous ones lead to, and
+/// either all are allowed (their events, and the state they lead to, come back together, to
+/// be appended at once) or the first refusal is returned and nothing is recorded.
+pub fn decide_all(
+    state: Option<&VWire>,
+    id: super::VWireId,
+    commands: &[Command],
+    now: DateTime<Utc>,
+) -> Result<(Vec<VWireEvent>, VWire), LifecycleError> {
+    let mut next = state.cloned();
+    let mut events = Vec::new();
+    for command in commands {
+        for event in decide(next.as_ref(), command, now)? {
+            next =
+                Some(VWire::evolve(next, id, &event).map_err(|e| {
+                    LifecycleError::Invalid(format!("a decision did not fold: {e}"))
+                })?);
+            events.push(event);
+        }
+    }
+    let next = next.ok_or(LifecycleError::NotFound)?;
+    Ok((events, next))
 }
 
 fn require_established(vwire: &VWire) -> Result<(), LifecycleError> {

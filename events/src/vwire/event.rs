@@ -128,6 +128,37 @@ pub struct Healed {
     pub repairs: Vec<String>,
 }
 
+/// What a data plane did for a vWire, as the operator should read it. `dry_run` says that
+/// nothing was done: the operations are what a real data plane would have done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneWork {
+    /// Which data plane: `dry-run`, `kernel`, `vpp`.
+    pub dataplane: String,
+    pub dry_run: bool,
+    /// One line per operation, in the order done.
+    pub operations: Vec<String>,
+}
+
+/// The data plane connected the vWire's two ends (or, dry run, recorded how it would).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplanePlumbed {
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub work: DataplaneWork,
+    /// The client's end, as the client asked for it.
+    pub client_mechanism: Mechanism,
+    /// The endpoint's end, as the endpoint chose it.
+    pub endpoint_mechanism: Mechanism,
+}
+
+/// The data plane removed what it had made for the vWire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneUnplumbed {
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub work: DataplaneWork,
+}
+
 /// Everything that can happen to a vWire.
 // Events are decoded and folded one at a time; they are not kept in bulk, so the size of
 // the largest variant (Established, with the whole connection context) costs nothing.
@@ -141,6 +172,8 @@ pub enum VWireEvent {
     Closed(Closed),
     Failed(Failed),
     Healed(Healed),
+    DataplanePlumbed(DataplanePlumbed),
+    DataplaneUnplumbed(DataplaneUnplumbed),
 }
 
 impl VWireEvent {
@@ -154,6 +187,8 @@ impl VWireEvent {
             VWireEvent::Closed(_) => "Closed",
             VWireEvent::Failed(_) => "Failed",
             VWireEvent::Healed(_) => "Healed",
+            VWireEvent::DataplanePlumbed(_) => "DataplanePlumbed",
+            VWireEvent::DataplaneUnplumbed(_) => "DataplaneUnplumbed",
         }
     }
 
@@ -167,6 +202,8 @@ impl VWireEvent {
             VWireEvent::Closed(e) => e.at,
             VWireEvent::Failed(e) => e.at,
             VWireEvent::Healed(e) => e.at,
+            VWireEvent::DataplanePlumbed(e) => e.at,
+            VWireEvent::DataplaneUnplumbed(e) => e.at,
         }
     }
 
@@ -182,6 +219,8 @@ impl VWireEvent {
             VWireEvent::Closed(e) => NewEvent::new(event_type, version, e, causation),
             VWireEvent::Failed(e) => NewEvent::new(event_type, version, e, causation),
             VWireEvent::Healed(e) => NewEvent::new(event_type, version, e, causation),
+            VWireEvent::DataplanePlumbed(e) => NewEvent::new(event_type, version, e, causation),
+            VWireEvent::DataplaneUnplumbed(e) => NewEvent::new(event_type, version, e, causation),
         }
     }
 
@@ -199,6 +238,8 @@ impl VWireEvent {
             "Closed" => VWireEvent::Closed(serde_json::from_str(json)?),
             "Failed" => VWireEvent::Failed(serde_json::from_str(json)?),
             "Healed" => VWireEvent::Healed(serde_json::from_str(json)?),
+            "DataplanePlumbed" => VWireEvent::DataplanePlumbed(serde_json::from_str(json)?),
+            "DataplaneUnplumbed" => VWireEvent::DataplaneUnplumbed(serde_json::from_str(json)?),
             other => {
                 let message = format!("{other} is not a vWire event");
                 return Err(serde::de::Error::custom(message));

@@ -9,6 +9,8 @@
 //!      └──► Failed    └────────────────┴──► Expired   (deadline passed without refresh)
 //! ```
 //! `Closed`, `Failed` and `Expired` can follow `Requested` too; nothing follows them.
+//! `DataplanePlumbed` (recorded with `Established`, or alone when a heal re-plumbs) and
+//! `DataplaneUnplumbed` (recorded with the terminal event) say what the data plane did.
 
 mod decide;
 mod event;
@@ -16,16 +18,16 @@ mod model;
 pub mod projection;
 mod state;
 
-pub use decide::{Command, LifecycleError, MAX_LIFETIME, VWireRequest, decide};
+pub use decide::{Command, LifecycleError, MAX_LIFETIME, VWireRequest, decide, decide_all};
 pub use event::{
-    Closed, ClosedBy, Established, Expired, Failed, FailureCode, FailureStage, Healed, Refreshed,
-    Requested, VWireEvent,
+    Closed, ClosedBy, DataplanePlumbed, DataplaneUnplumbed, DataplaneWork, Established, Expired,
+    Failed, FailureCode, FailureStage, Healed, Refreshed, Requested, VWireEvent,
 };
 pub use model::{
     ConnectionContext, DnsConfig, EndpointRef, EthernetContext, ExtraPrefixRequest, IpContext,
     IpFamily, IpNeighbor, Labels, Mechanism, MechanismClass, Path, PathSegment, PolicyRoute, Route,
     ServiceName, SpiffeId, VWIRE_STREAM_PREFIX, VWireId, parse_cidr,
 };
-pub use state::{Connection, Ending, FoldError, Status, VWire};
+pub use state::{Connection, Ending, FoldError, Plumbing, Status, VWire};
 
 pub use crate::upcast::DecodeError;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::event::{ClosedBy, FailureCode, FailureStage, Requested, VWireEvent};
+use super::event::{ClosedBy, DataplanePlumbed, FailureCode, FailureStage, Requested, VWireEvent};
 use super::model::{
     ConnectionContext, EndpointRef, Labels, Mechanism, Path, ServiceName, SpiffeId, VWireId,
 };
@@ -52,6 +52,28 @@ pub struct Connection {
     pub established_at: DateTime<Utc>,
 }
 
+/// What the data plane holds for a live vWire: enough to find, re-create or remove it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plumbing {
+    pub dataplane: String,
+    pub dry_run: bool,
+    pub client_mechanism: Mechanism,
+    pub endpoint_mechanism: Mechanism,
+    pub plumbed_at: DateTime<Utc>,
+}
+
+impl Plumbing {
+    fn from_event(e: &DataplanePlumbed) -> Self {
+        Self {
+            dataplane: e.work.dataplane.clone(),
+            dry_run: e.work.dry_run,
+            client_mechanism: e.client_mechanism.clone(),
+            endpoint_mechanism: e.endpoint_mechanism.clone(),
+            plumbed_at: e.at,
+        }
+    }
+}
+
 /// How a terminal vWire ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "how")]
@@ -87,6 +109,9 @@ pub struct VWire {
     /// The deadline: expired if not refreshed by then.
     pub expires_at: DateTime<Utc>,
     pub connection: Option<Connection>,
+    /// What the data plane holds for it (none before plumbing and after unplumbing).
+    #[serde(default)]
+    pub plumbing: Option<Plumbing>,
     pub refreshes: u64,
     pub last_refreshed_at: Option<DateTime<Utc>>,
     pub heals: u64,
@@ -119,6 +144,7 @@ impl VWire {
             requested_at: requested.at,
             expires_at: requested.expires_at,
             connection: None,
+            plumbing: None,
             refreshes: 0,
             last_refreshed_at: None,
             heals: 0,
@@ -203,6 +229,12 @@ impl VWire {
                     return Err(refuse(self));
                 }
                 self.heals += 1;
+            }
+            VWireEvent::DataplanePlumbed(e) => self.plumbing = Some(Plumbing::from_event(e)),
+            VWireEvent::DataplaneUnplumbed(_) => {
+                if self.plumbing.take().is_none() {
+                    return Err(refuse(self));
+                }
             }
             VWireEvent::Expired(e) => {
                 self.end(

@@ -8,6 +8,7 @@ mod connection;
 mod registry;
 #[cfg(test)]
 mod tests;
+mod vwire;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,6 +21,7 @@ pub use connection::{
     path_to_wire,
 };
 pub use registry::{endpoint_from_wire, endpoint_to_wire, service_from_wire, service_to_wire};
+pub use vwire::{Side, vwire_to_wire};
 
 /// A wire value that does not make a valid domain value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

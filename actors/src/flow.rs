@@ -1,0 +1,425 @@
+//! The vWire's conversations with the mesh, each run as one exclusive step of its actor:
+//! connect (discover, forward to an endpoint, plumb, establish), refresh (forward, move the
+//! deadline) and teardown (tell the endpoint, unplumb, record the end).
+//!
+//! Ordering (DESIGN.md §3): intent is recorded before side effects where a crash could
+//! otherwise lose track of them (`Requested` before the endpoint is called); the data plane
+//! is plumbed before `Established` and unplumbed before the terminal event, so a crash in
+//! between leaves objects that reconcile removes (no live vWire owns them) or re-creates (a
+//! live one does). Refusals found before `Requested` record nothing.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use nsm_events::clock::Clock;
+use nsm_events::store::Causation;
+use nsm_events::vwire::{
+    Command, ConnectionContext, EndpointRef, FailureCode, FailureStage, LifecycleError, Mechanism,
+    Path, Status, VWire, VWireId, decide_all,
+};
+use nsm_proto::convert::{
+    Side, context_from_wire, context_to_wire, labels_to_wire, mechanism_from_wire,
+    mechanism_to_wire, path_from_wire, path_to_wire, vwire_to_wire,
+};
+use nsm_proto::{connection as wire, networkservice::NetworkServiceRequest};
+
+use crate::dataplane::{DataplaneError, PlumbRequest};
+use crate::error::ActorError;
+use crate::journal::Journal;
+use crate::mesh::{ConnectRequest, Mesh};
+
+/// Decides and records commands for one vWire; the only way a flow changes state.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorder {
+    pub(crate) id: VWireId,
+    pub(crate) journal: Journal,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Recorder {
+    /// Decides `commands` as one step, appends their events in one append, and — once
+    /// durable — moves `state` on. On any error `state` is left as it was.
+    pub(crate) async fn run(
+        &self,
+        state: &mut Option<VWire>,
+        commands: &[Command],
+        causation: &Causation,
+    ) -> Result<VWire, ActorError> {
+        let (events, next) = decide_all(state.as_ref(), self.id, commands, self.clock.now())?;
+        let expected = state.as_ref().map_or(0, |s| s.version);
+        self.journal
+            .record(&next, expected, &events, causation)
+            .await?;
+        *state = Some(next.clone());
+        Ok(next)
+    }
+
+    /// Whether `commands` would be allowed now, without recording anything.
+    pub(crate) fn check(
+        &self,
+        state: &Option<VWire>,
+        commands: &[Command],
+    ) -> Result<(), ActorError> {
+        decide_all(state.as_ref(), self.id, commands, self.clock.now())?;
+        Ok(())
+    }
+}
+
+/// One flow of one vWire.
+#[derive(Debug, Clone)]
+pub(crate) struct Flow {
+    pub(crate) recorder: Recorder,
+    pub(crate) mesh: Option<Arc<Mesh>>,
+    pub(crate) causation: Causation,
+}
+
+/// An endpoint's answer, validated.
+struct Accepted {
+    mechanism: Mechanism,
+    context: ConnectionContext,
+    path: Path,
+}
+
+impl Flow {
+    fn mesh(&self) -> Result<&Arc<Mesh>, ActorError> {
+        self.mesh.as_ref().ok_or(ActorError::NoMesh)
+    }
+
+    /// A client's Request: establishes a new vWire or refreshes an established one.
+    pub(crate) async fn connect(
+        &self,
+        state: &mut Option<VWire>,
+        request: ConnectRequest,
+    ) -> Result<VWire, ActorError> {
+        match state.as_ref().map(|s| s.status) {
+            None => self.establish(state, request).await,
+            Some(Status::Established) => self.refresh(state, request).await,
+            Some(status) if status.is_terminal() => Err(LifecycleError::Terminal { status }.into()),
+            Some(status) => Err(LifecycleError::NotEstablished { status }.into()),
+        }
+    }
+
+    async fn establish(
+        &self,
+        state: &mut Option<VWire>,
+        request: ConnectRequest,
+    ) -> Result<VWire, ActorError> {
+        let mesh = self.mesh()?;
+        let wanted = &request.request;
+        // Refusals that record nothing: bad mechanism, unknown service, no endpoint.
+        let client_mechanism = mesh.dataplane.choose(&wanted.mechanism_preferences)?;
+        let candidates = mesh
+            .registry
+            .select(wanted.service.clone(), wanted.labels.clone())
+            .await?;
+        let command = Command::Request(wanted.clone());
+        let requested = self
+            .recorder
+            .run(state, &[command], &self.causation)
+            .await?;
+        let mut path = requested.path.clone();
+        set_own_expiry(&mut path, requested.expires_at);
+
+        let mut failures = Vec::new();
+        let mut chosen = None;
+        for endpoint in candidates {
+            let endpoint = EndpointRef {
+                name: endpoint.spec.name.to_string(),
+                url: endpoint.spec.url.to_string(),
+            };
+            let preferences = endpoint_preferences(mesh, &client_mechanism);
+            let forwarded = forward(&requested, &path, &endpoint, None, preferences, &request);
+            match self.ask(mesh, &endpoint, forwarded, &requested).await {
+                Ok(accepted) => {
+                    chosen = Some((endpoint, accepted));
+                    break;
+                }
+                Err(why) => {
+                    tracing::warn!(endpoint = %endpoint.name, reason = %why, "endpoint refused; trying the next");
+                    failures.push(format!("{}: {why}", endpoint.name));
+                }
+            }
+        }
+        let Some((endpoint, accepted)) = chosen else {
+            let error = ActorError::EndpointsFailed {
+                service: wanted.service.to_string(),
+                failures,
+            };
+            self.fail(
+                state,
+                FailureStage::Endpoint,
+                FailureCode::Unavailable,
+                &error,
+            )
+            .await?;
+            return Err(error);
+        };
+
+        let plumb = PlumbRequest {
+            vwire: requested.id,
+            client: client_mechanism.clone(),
+            endpoint: accepted.mechanism.clone(),
+            context: accepted.context.clone(),
+        };
+        let work = match mesh.dataplane.plumb(plumb).await {
+            Ok(work) => work,
+            Err(e) => {
+                self.tell_endpoint_close(mesh, &endpoint, &requested, &accepted)
+                    .await;
+                let code = match e {
+                    DataplaneError::InvalidInput(_) | DataplaneError::Unsupported { .. } => {
+                        FailureCode::InvalidArgument
+                    }
+                    DataplaneError::Failed { .. } => FailureCode::Internal,
+                };
+                let error = ActorError::Dataplane(e);
+                self.fail(state, FailureStage::Dataplane, code, &error)
+                    .await?;
+                return Err(error);
+            }
+        };
+        let commands = [
+            Command::RecordPlumbing {
+                work,
+                client_mechanism: client_mechanism.clone(),
+                endpoint_mechanism: accepted.mechanism.clone(),
+            },
+            Command::Establish {
+                endpoint: endpoint.clone(),
+                mechanism: client_mechanism,
+                context: accepted.context.clone(),
+                path: accepted.path.clone(),
+                expires_at: requested.expires_at,
+            },
+        ];
+        match self.recorder.run(state, &commands, &self.causation).await {
+            Ok(established) => Ok(established),
+            Err(e) => {
+                if !e.may_have_committed() {
+                    // Nothing records the vWire as established: undo what was done for it.
+                    self.tell_endpoint_close(mesh, &endpoint, &requested, &accepted)
+                        .await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn refresh(
+        &self,
+        state: &mut Option<VWire>,
+        request: ConnectRequest,
+    ) -> Result<VWire, ActorError> {
+        let mesh = self.mesh()?;
+        let current = state.clone().ok_or(LifecycleError::NotFound)?;
+        let (Some(connection), Some(plumbing)) = (&current.connection, &current.plumbing) else {
+            return Err(LifecycleError::NotEstablished {
+                status: current.status,
+            }
+            .into());
+        };
+        let lifetime = chrono::Duration::from_std(request.request.lifetime)
+            .map_err(|_| LifecycleError::Invalid("lifetime is too long".into()))?;
+        let expires_at = self.recorder.clock.now() + lifetime;
+        let expires_at = micros(expires_at);
+        self.recorder.check(
+            state,
+            &[Command::Refresh {
+                expires_at,
+                path: None,
+            }],
+        )?;
+        let mut path = request.request.path.clone();
+        set_own_expiry(&mut path, expires_at);
+        let preferences = vec![plumbing.endpoint_mechanism.clone()];
+        let forwarded = forward(
+            &current,
+            &path,
+            &connection.endpoint,
+            Some(&plumbing.endpoint_mechanism),
+            preferences,
+            &request,
+        );
+        let accepted = self
+            .ask(mesh, &connection.endpoint, forwarded, &current)
+            .await
+            .map_err(|reason| ActorError::EndpointRefused {
+                endpoint: connection.endpoint.name.clone(),
+                reason,
+            })?;
+        let command = Command::Refresh {
+            expires_at,
+            path: Some(accepted.path),
+        };
+        self.recorder.run(state, &[command], &self.causation).await
+    }
+
+    /// Ends a live vWire with `end` (Close, Expire or Fail): tells the endpoint, unplumbs,
+    /// and records the unplumbing with the end in one append.
+    pub(crate) async fn teardown(
+        &self,
+        state: &mut Option<VWire>,
+        end: Command,
+    ) -> Result<VWire, ActorError> {
+        // Refuse before any side effect (a stale expiry timer, a Close of a closed vWire).
+        self.recorder.check(state, std::slice::from_ref(&end))?;
+        let current = state.clone().ok_or(LifecycleError::NotFound)?;
+        let mut commands = Vec::new();
+        if let Some(mesh) = &self.mesh {
+            if let Some(connection) = &current.connection {
+                let told = vwire_to_wire(&current, Side::Endpoint);
+                let url = &connection.endpoint.url;
+                if let Err(status) = mesh.next_hop.close(url, told, mesh.request_timeout).await {
+                    tracing::warn!(endpoint = %connection.endpoint.name, error = %status, "endpoint not told of the end; it will expire the connection itself");
+                }
+            }
+            if let Some(plumbing) = &current.plumbing {
+                match mesh.dataplane.unplumb(current.id, plumbing).await {
+                    Ok(work) => commands.push(Command::RecordUnplumbing { work }),
+                    Err(e) => {
+                        tracing::error!(vwire = %current.id, error = %e, "data plane not cleaned; reconcile will remove what no live vWire owns")
+                    }
+                }
+            }
+        }
+        commands.push(end);
+        self.recorder.run(state, &commands, &self.causation).await
+    }
+
+    async fn fail(
+        &self,
+        state: &mut Option<VWire>,
+        stage: FailureStage,
+        code: FailureCode,
+        error: &ActorError,
+    ) -> Result<VWire, ActorError> {
+        let command = Command::Fail {
+            stage,
+            code,
+            reason: error.to_string(),
+        };
+        self.recorder.run(state, &[command], &self.causation).await
+    }
+
+    /// Forwards a Request to one endpoint and validates its answer; the reason otherwise.
+    async fn ask(
+        &self,
+        mesh: &Mesh,
+        endpoint: &EndpointRef,
+        request: NetworkServiceRequest,
+        vwire: &VWire,
+    ) -> Result<Accepted, String> {
+        let reply = mesh
+            .next_hop
+            .request(&endpoint.url, request, mesh.request_timeout)
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        accept(reply, vwire).map_err(|why| format!("invalid reply: {why}"))
+    }
+
+    async fn tell_endpoint_close(
+        &self,
+        mesh: &Mesh,
+        endpoint: &EndpointRef,
+        vwire: &VWire,
+        accepted: &Accepted,
+    ) {
+        let mut connection = vwire_to_wire(vwire, Side::Endpoint);
+        connection.mechanism = Some(mechanism_to_wire(&accepted.mechanism));
+        connection.path = Some(path_to_wire(&accepted.path));
+        if let Err(status) = mesh
+            .next_hop
+            .close(&endpoint.url, connection, mesh.request_timeout)
+            .await
+        {
+            tracing::warn!(endpoint = %endpoint.name, error = %status, "endpoint not told to close");
+        }
+    }
+}
+
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    at.trunc_subsecs(6)
+}
+
+/// This node's segment carries the vWire's deadline (NSM: a segment's `expires`).
+fn set_own_expiry(path: &mut Path, expires_at: DateTime<Utc>) {
+    if let Some(own) = path.segments.get_mut(path.index as usize) {
+        own.expires = Some(expires_at);
+    }
+}
+
+/// What this node offers the endpoint for its end: the client's mechanism type first, then
+/// the data plane's other local types, each without the client's parameters.
+fn endpoint_preferences(mesh: &Mesh, client: &Mechanism) -> Vec<Mechanism> {
+    let mut types = vec![client.mechanism_type.as_str()];
+    types.extend(
+        mesh.dataplane
+            .local_mechanisms()
+            .iter()
+            .copied()
+            .filter(|t| *t != client.mechanism_type),
+    );
+    types
+        .into_iter()
+        .map(|t| Mechanism::new(client.cls, t))
+        .collect()
+}
+
+/// The Request this node sends the endpoint: the vWire at this hop (id and path index ours).
+fn forward(
+    vwire: &VWire,
+    path: &Path,
+    endpoint: &EndpointRef,
+    mechanism: Option<&Mechanism>,
+    preferences: Vec<Mechanism>,
+    request: &ConnectRequest,
+) -> NetworkServiceRequest {
+    NetworkServiceRequest {
+        connection: Some(wire::Connection {
+            id: vwire.id.to_string(),
+            network_service: vwire.service.to_string(),
+            mechanism: mechanism.map(mechanism_to_wire),
+            context: Some(context_to_wire(&request.requested_context)),
+            labels: labels_to_wire(&vwire.labels),
+            path: Some(path_to_wire(path)),
+            network_service_endpoint_name: endpoint.name.clone(),
+            payload: String::new(),
+            state: wire::State::Up.into(),
+        }),
+        mechanism_preferences: preferences.iter().map(mechanism_to_wire).collect(),
+    }
+}
+
+/// Validates an endpoint's reply: a mechanism, a valid context, and a path that still
+/// holds this node's segment where it was.
+fn accept(reply: wire::Connection, vwire: &VWire) -> Result<Accepted, String> {
+    let mechanism = reply
+        .mechanism
+        .as_ref()
+        .ok_or("it chose no mechanism")
+        .map_err(str::to_owned)?;
+    let mechanism = mechanism_from_wire("mechanism", mechanism).map_err(|e| e.to_string())?;
+    let context = context_from_wire("context", &reply.context.unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let wire_path = reply.path.unwrap_or_default();
+    let mut path = path_from_wire("path", &wire_path).map_err(|e| e.to_string())?;
+    let own_index = vwire.path.index;
+    let own_id = vwire.id.to_string();
+    let kept = path
+        .segments
+        .get(own_index as usize)
+        .is_some_and(|s| s.id == own_id);
+    if !kept {
+        return Err(format!(
+            "its path lost this node's segment (index {own_index}, id {own_id})"
+        ));
+    }
+    // NSM endpoints restore the index on return; some do not. This hop's index is ours.
+    path.index = own_index;
+    Ok(Accepted {
+        mechanism,
+        context,
+        path,
+    })
+}

@@ -1,0 +1,39 @@
+//! What a vWire needs to reach the rest of the mesh: the registry (to discover endpoints),
+//! the next hop (to forward Request and Close), the data plane (to plumb), and this node's
+//! name (its path segments carry it). A node without a [`Mesh`] only records lifecycles;
+//! the tests of the core run that way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nsm_events::vwire::{ConnectionContext, VWireRequest};
+
+use crate::dataplane::Dataplane;
+use crate::next_hop::NextHop;
+use crate::registry::RegistryHandle;
+
+/// NSM's request timeout for a hop (cmd-nsc `NSM_REQUEST_TIMEOUT`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The node's view of the mesh, shared by every vWire.
+#[derive(Debug, Clone)]
+pub struct Mesh {
+    /// This node's name: the `name` of its path segments.
+    pub node: String,
+    pub registry: RegistryHandle,
+    pub next_hop: Arc<dyn NextHop>,
+    pub dataplane: Arc<dyn Dataplane>,
+    /// How long an endpoint has to answer one Request or Close.
+    pub request_timeout: Duration,
+}
+
+/// A client's Request as the vWire takes it: a new vWire, or a refresh of an established one.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    /// Service, labels, client, mechanism preferences, the path with this node's segment at
+    /// `path.index`, and the lifetime (the deadline is now + lifetime).
+    pub request: VWireRequest,
+    /// The context the client asked for (excluded prefixes, requested addresses), passed
+    /// on to the endpoint, which decides the vWire's context.
+    pub requested_context: ConnectionContext,
+}
