@@ -1,20 +1,165 @@
-//! The node's gRPC services (`nsm serve`): NSM's API served over the actors' handles.
+//! `nsm serve`: the node daemon. It opens the event log, loads the registry and replays the
+//! vWires (start-up heal), then serves NSM's API on every `--listen` address until SIGINT or
+//! SIGTERM:
 //!
-//! Today: the two registry services. The `nsm serve` command that binds listeners and the
-//! NetworkService / MonitorConnection services come with the rest of issue 3.
+//! | gRPC service | module |
+//! |---|---|
+//! | `networkservice.NetworkService` (Request, Close) | [`network_service`] |
+//! | `connection.MonitorConnection` | [`monitor`] |
+//! | `registry.NetworkServiceRegistry`, `registry.NetworkServiceEndpointRegistry` | [`registry`] |
+//! | `grpc.health.v1.Health` (SERVING once replay is done), gRPC reflection | here |
+//!
+//! Nothing is served before replay has finished, so a client never sees a half-loaded node.
 
-// Not yet reachable from the command line: `nsm serve` arrives with the rest of issue 3, and
-// until then only the tests use these services.
-#![cfg_attr(not(test), allow(dead_code))]
-
+mod config;
+mod hop;
+mod listen;
+pub(crate) mod monitor;
+mod network_service;
 pub(crate) mod registry;
 pub(crate) mod status;
+mod trace;
 
-use clap::Args;
+use std::sync::Arc;
+use std::time::Duration;
 
-#[derive(Debug, Args)]
-pub(crate) struct ServeArgs {}
+use anyhow::Context;
+use futures::future::join_all;
+use nsm_actors::{
+    DryRun, GrpcNextHop, Journal, ManagerConfig, ManagerHandle, Mesh, RegistryConfig,
+    RegistryHandle,
+};
+use nsm_events::clock::SystemClock;
+use nsm_events::store::{OpenOptions, SqliteStore};
+use nsm_proto::connection::monitor_connection_server::MonitorConnectionServer;
+use nsm_proto::networkservice::network_service_server::NetworkServiceServer as NetworkServiceGrpc;
+use nsm_proto::registry::network_service_endpoint_registry_server::NetworkServiceEndpointRegistryServer;
+use nsm_proto::registry::network_service_registry_server::NetworkServiceRegistryServer;
+use tokio::sync::watch;
+use tonic::service::Routes;
 
-pub(crate) async fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("nsm serve is not built yet")
+pub(crate) use config::ServeArgs;
+use config::{DataplaneKind, ServeConfig};
+
+/// How long in-flight calls get to finish after SIGINT/SIGTERM (monitor and watch streams
+/// never finish on their own).
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// The gRPC service names health reports, as NSM's servers register them.
+const SERVICE_NAMES: [&str; 4] = [
+    "networkservice.NetworkService",
+    "connection.MonitorConnection",
+    "registry.NetworkServiceRegistry",
+    "registry.NetworkServiceEndpointRegistry",
+];
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let store = SqliteStore::open(&config.db, OpenOptions::default())
+        .await
+        .with_context(|| "cannot open the event log")?;
+    let store: Arc<dyn nsm_events::store::EventStore> = Arc::new(store);
+    let journal = Journal::new(store.clone());
+    let clock = Arc::new(SystemClock);
+
+    let registry_config = RegistryConfig {
+        default_endpoint_lifetime: config.endpoint_lifetime,
+    };
+    let (registry, loaded) =
+        RegistryHandle::start(registry_config, journal.clone(), clock.clone()).await?;
+    tracing::info!(
+        services = loaded.services,
+        endpoints = loaded.endpoints,
+        expired_during_downtime = loaded.expired_during_downtime,
+        "registry loaded"
+    );
+    let mesh = Arc::new(Mesh {
+        node: config.node.clone(),
+        registry: registry.clone(),
+        next_hop: Arc::new(GrpcNextHop::default()),
+        dataplane: match config.dataplane {
+            DataplaneKind::DryRun => {
+                tracing::warn!("data plane: dry-run — vWires are recorded but nothing is plumbed");
+                Arc::new(DryRun)
+            }
+        },
+        request_timeout: config.request_timeout,
+    });
+    let manager_config = ManagerConfig {
+        mesh: Some(mesh),
+        ..ManagerConfig::default()
+    };
+    let (manager, replayed) = ManagerHandle::start(manager_config, journal, clock).await?;
+    tracing::info!(
+        live = replayed.live,
+        expired_during_downtime = replayed.expired_during_downtime,
+        "vWires replayed"
+    );
+    serve(&config, routes(&config, manager, registry, store).await?).await
+}
+
+async fn routes(
+    config: &ServeConfig,
+    manager: ManagerHandle,
+    registry: RegistryHandle,
+    store: Arc<dyn nsm_events::store::EventStore>,
+) -> anyhow::Result<Routes> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in SERVICE_NAMES {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(nsm_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let network_service =
+        network_service::NetworkServiceServer::new(manager, config.node.clone(), config.lifetime);
+    let registry_server = registry::RegistryServer::new(registry);
+    Ok(Routes::new(NetworkServiceGrpc::new(network_service))
+        .add_service(MonitorConnectionServer::new(monitor::MonitorServer::new(
+            store,
+        )))
+        .add_service(NetworkServiceRegistryServer::new(registry_server.clone()))
+        .add_service(NetworkServiceEndpointRegistryServer::new(registry_server))
+        .add_service(health_service)
+        .add_service(reflection))
+}
+
+/// Binds every address (all or nothing), serves until a signal, then drains.
+async fn serve(config: &ServeConfig, routes: Routes) -> anyhow::Result<()> {
+    let mut bound = Vec::new();
+    for url in &config.listen {
+        bound.push(listen::bind(url).await?);
+    }
+    let (stop, stopped) = watch::channel(false);
+    let mut servers = Vec::new();
+    for listener in bound {
+        tracing::info!(node = %config.node, address = %listener.describe(), "serving");
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        servers.push(tokio::spawn(listener.serve(routes.clone(), shutdown)));
+    }
+    let signal = shutdown_signal().await?;
+    tracing::info!(signal, "stopping: draining calls for up to {DRAIN:?}");
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(DRAIN, join_all(servers)).await;
+    for outcome in drained.into_iter().flatten() {
+        outcome.context("a listener task failed")??;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
 }

@@ -1,6 +1,6 @@
 //! gRPC status for runtime errors, by type (never by message text).
 
-use nsm_actors::ActorError;
+use nsm_actors::{ActorError, DataplaneError};
 use nsm_events::StoreError;
 use nsm_events::vwire::LifecycleError;
 use tonic::Status;
@@ -22,6 +22,14 @@ pub(crate) fn status(error: ActorError) -> Status {
         ActorError::Store(_) | ActorError::Rebuilding(_) | ActorError::Stopped => {
             Status::unavailable(message)
         }
+        ActorError::EndpointsFailed { .. } | ActorError::EndpointRefused { .. } => {
+            Status::unavailable(message)
+        }
+        ActorError::Dataplane(
+            DataplaneError::Unsupported { .. } | DataplaneError::InvalidInput(_),
+        ) => Status::invalid_argument(message),
+        ActorError::Dataplane(DataplaneError::Failed { .. }) => Status::internal(message),
+        ActorError::NoMesh => Status::failed_precondition(message),
         ActorError::Fold(_) | ActorError::Replay(_) => Status::internal(message),
     }
 }

@@ -1,0 +1,267 @@
+//! `nsm serve`'s configuration: flags, then environment variables (`NSM_*`), then a TOML
+//! file (`--config`), then defaults — the first that sets a value wins. Everything is
+//! checked before anything starts; a bad value exits with a message naming it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use nsm_events::vwire::MAX_LIFETIME;
+use nsm_proto::transport::PeerUrl;
+use serde::Deserialize;
+
+/// Where the node listens unless told otherwise (NSM's nsmgr socket is
+/// `unix:///var/lib/networkservicemesh/nsm.io.sock`; nsm-rs keeps its own under /run).
+pub(crate) const DEFAULT_LISTEN: &str = "unix:///run/nsm/nsm.sock";
+/// Where the event log lives unless told otherwise.
+pub(crate) const DEFAULT_DB: &str = "/var/lib/nsm/events.db";
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to serve NSM's API on: unix:///path or tcp://host:port (repeatable).
+    /// Default: unix:///run/nsm/nsm.sock.
+    #[arg(long, env = "NSM_LISTEN", value_delimiter = ',')]
+    listen: Vec<String>,
+    /// The event log (SQLite; created if missing). Default: /var/lib/nsm/events.db.
+    #[arg(long, env = "NSM_DB")]
+    db: Option<PathBuf>,
+    /// This node's name: the name of its path segments. Default: the host name.
+    #[arg(long, env = "NSM_NODE")]
+    node: Option<String>,
+    /// Data plane: `dry-run` (records what it would plumb, plumbs nothing). `kernel` and
+    /// `vpp` are not built yet. Default: dry-run.
+    #[arg(long, env = "NSM_DATAPLANE")]
+    dataplane: Option<String>,
+    /// Longest a vWire lives without a refresh (a client may ask for less). Default: 10m.
+    #[arg(long, env = "NSM_LIFETIME", value_parser = humantime::parse_duration)]
+    lifetime: Option<Duration>,
+    /// An endpoint registration's lifetime when it asks for none. Default: 1m.
+    #[arg(long, env = "NSM_ENDPOINT_LIFETIME", value_parser = humantime::parse_duration)]
+    endpoint_lifetime: Option<Duration>,
+    /// How long an endpoint has to answer a forwarded Request or Close. Default: 15s.
+    #[arg(long, env = "NSM_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    request_timeout: Option<Duration>,
+    /// A TOML file with any of the settings above (keys as the flags, with `_` for `-`).
+    #[arg(long, env = "NSM_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// The `--config` file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<Vec<String>>,
+    db: Option<PathBuf>,
+    node: Option<String>,
+    dataplane: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    lifetime: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    endpoint_lifetime: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    request_timeout: Option<Duration>,
+}
+
+/// Durations in the file are written as in flags: `"10m"`, `"90s"`.
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Which data plane plumbs the vWires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataplaneKind {
+    DryRun,
+}
+
+/// The node's settings, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeConfig {
+    pub(crate) listen: Vec<PeerUrl>,
+    pub(crate) db: PathBuf,
+    pub(crate) node: String,
+    pub(crate) dataplane: DataplaneKind,
+    pub(crate) lifetime: Duration,
+    pub(crate) endpoint_lifetime: Duration,
+    pub(crate) request_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// Merges flags, environment, file and defaults, and checks the result.
+    pub(crate) fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let listen = if self.listen.is_empty() {
+            file.listen
+                .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()])
+        } else {
+            self.listen
+        };
+        let listen = listen
+            .iter()
+            .map(|url| url.parse::<PeerUrl>().with_context(|| "invalid --listen"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if listen.is_empty() {
+            bail!("--listen: give at least one address");
+        }
+        let node = self.node.or(file.node).unwrap_or_else(host_name);
+        check_node_name(&node)?;
+        let dataplane = self
+            .dataplane
+            .or(file.dataplane)
+            .unwrap_or_else(|| "dry-run".into());
+        let dataplane = match dataplane.as_str() {
+            "dry-run" => DataplaneKind::DryRun,
+            "kernel" | "vpp" => bail!(
+                "--dataplane {dataplane}: this data plane is not built yet (the kernel forwarder is issue 4, VPP issue 5); use dry-run"
+            ),
+            other => bail!(
+                "--dataplane {other:?}: unknown data plane; known: dry-run (kernel and vpp are coming)"
+            ),
+        };
+        let lifetime = self
+            .lifetime
+            .or(file.lifetime)
+            .unwrap_or(Duration::from_secs(600));
+        check_duration("--lifetime", lifetime, MAX_LIFETIME)?;
+        let endpoint_lifetime = self
+            .endpoint_lifetime
+            .or(file.endpoint_lifetime)
+            .unwrap_or(Duration::from_secs(60));
+        check_duration("--endpoint-lifetime", endpoint_lifetime, MAX_LIFETIME)?;
+        let request_timeout = self
+            .request_timeout
+            .or(file.request_timeout)
+            .unwrap_or(nsm_actors::DEFAULT_REQUEST_TIMEOUT);
+        check_duration(
+            "--request-timeout",
+            request_timeout,
+            Duration::from_secs(300),
+        )?;
+        Ok(ServeConfig {
+            listen,
+            db: self.db.or(file.db).unwrap_or_else(|| DEFAULT_DB.into()),
+            node,
+            dataplane,
+            lifetime,
+            endpoint_lifetime,
+            request_timeout,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid --config {}", path.display()))
+}
+
+fn check_duration(flag: &str, value: Duration, max: Duration) -> anyhow::Result<()> {
+    if value.is_zero() || value > max {
+        bail!(
+            "{flag} {}: must be more than 0 and at most {}",
+            humantime::format_duration(value),
+            humantime::format_duration(max)
+        );
+    }
+    Ok(())
+}
+
+/// A node name goes into every path segment and log line: keep it short and printable.
+fn check_node_name(node: &str) -> anyhow::Result<()> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    if node.is_empty() || node.len() > 253 || !node.chars().all(ok) {
+        bail!("--node {node:?}: must be 1-253 characters of [A-Za-z0-9._-]");
+    }
+    Ok(())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "nsm-node".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve(args: &[&str]) -> anyhow::Result<ServeConfig> {
+        let cli = Cli::try_parse_from([&["nsm"], args].concat()).map_err(anyhow::Error::from)?;
+        cli.serve.resolve()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = resolve(&["--node", "n1"]).unwrap();
+        assert_eq!(config.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
+        assert_eq!(config.db, PathBuf::from(DEFAULT_DB));
+        assert_eq!(config.dataplane, DataplaneKind::DryRun);
+        assert_eq!(config.lifetime, Duration::from_secs(600));
+        assert_eq!(config.endpoint_lifetime, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nsm.toml");
+        std::fs::write(
+            &file,
+            "node = \"from-file\"\nlifetime = \"90s\"\nlisten = [\"tcp://127.0.0.1:5001\"]\n",
+        )
+        .unwrap();
+        let config = resolve(&["--config", file.to_str().unwrap(), "--node", "from-flag"]).unwrap();
+        assert_eq!(config.node, "from-flag");
+        assert_eq!(config.lifetime, Duration::from_secs(90));
+        assert_eq!(config.listen, vec!["tcp://127.0.0.1:5001".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_setting_named() {
+        for (args, expected) in [
+            (&["--dataplane", "ebpf"][..], "unknown data plane"),
+            (&["--dataplane", "kernel"][..], "issue 4"),
+            (&["--listen", "localhost:1"][..], "invalid --listen"),
+            (&["--node", "a b"][..], "--node"),
+            (&["--lifetime", "0s"][..], "--lifetime"),
+            (&["--lifetime", "3days"][..], "--lifetime"),
+        ] {
+            let error = format!("{:#}", resolve(args).unwrap_err());
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nsm.toml");
+        std::fs::write(&file, "lifetim = \"90s\"\n").unwrap();
+        let error = format!(
+            "{:#}",
+            resolve(&["--config", file.to_str().unwrap()]).unwrap_err()
+        );
+        assert!(error.contains("lifetim"), "{error}");
+    }
+}
