@@ -7,6 +7,9 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod fake_endpoint;
+pub mod mesh;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use nsm_events::store::{EventStore, Position, RecordedEvent};

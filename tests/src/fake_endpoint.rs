@@ -1,0 +1,142 @@
+//! An in-process endpoint that the tests control: it records every Request and Close it is
+//! sent, answers like NSM's endpoints do (its own path segment, a point-to-point IP
+//! context), or refuses when told to.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use nsm_proto::connection::{Connection, PathSegment};
+use nsm_proto::connectioncontext::{ConnectionContext, IpContext, Route};
+use nsm_proto::networkservice::NetworkServiceRequest;
+use nsm_proto::networkservice::network_service_server::{NetworkService, NetworkServiceServer};
+use tokio::net::UnixListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+
+/// What the endpoint was sent.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub requests: Vec<NetworkServiceRequest>,
+    pub closes: Vec<Connection>,
+}
+
+#[derive(Debug, Clone)]
+struct Behaviour {
+    name: String,
+    seen: Arc<Mutex<Seen>>,
+    refuse: Arc<Mutex<Option<Status>>>,
+}
+
+/// A running fake endpoint; stops when dropped.
+#[derive(Debug)]
+pub struct FakeEndpoint {
+    pub name: String,
+    pub socket: PathBuf,
+    behaviour: Behaviour,
+    _stop: oneshot::Sender<()>,
+}
+
+impl FakeEndpoint {
+    pub async fn start(dir: &Path, name: &str) -> Self {
+        let socket = dir.join(format!("{name}.sock"));
+        let listener = UnixListener::bind(&socket).expect("bind the fake endpoint");
+        let behaviour = Behaviour {
+            name: name.into(),
+            seen: Arc::default(),
+            refuse: Arc::default(),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(NetworkServiceServer::new(behaviour.clone()))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stopped.await;
+            });
+        tokio::spawn(server);
+        Self {
+            name: name.into(),
+            socket,
+            behaviour,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn seen(&self) -> Seen {
+        self.behaviour.seen.lock().unwrap().clone()
+    }
+
+    /// Makes every later Request fail with `status` (None: answer again).
+    pub fn refuse(&self, status: Option<Status>) {
+        *self.behaviour.refuse.lock().unwrap() = status;
+    }
+}
+
+#[tonic::async_trait]
+impl NetworkService for Behaviour {
+    async fn request(
+        &self,
+        request: Request<NetworkServiceRequest>,
+    ) -> Result<Response<Connection>, Status> {
+        let request = request.into_inner();
+        self.seen.lock().unwrap().requests.push(request.clone());
+        if let Some(status) = self.refuse.lock().unwrap().clone() {
+            return Err(status);
+        }
+        let mut connection = request.connection.clone().unwrap_or_default();
+        let path = connection.path.get_or_insert_with(Default::default);
+        let caller = path.index as usize;
+        let own = caller + 1;
+        let expires = path.path_segments.get(caller).and_then(|s| s.expires);
+        match path.path_segments.get_mut(own) {
+            Some(segment) if segment.name == self.name => segment.expires = expires,
+            _ => {
+                path.path_segments.truncate(own);
+                path.path_segments.push(PathSegment {
+                    name: self.name.clone(),
+                    id: uuid::Uuid::new_v4().to_string(),
+                    expires,
+                    ..Default::default()
+                });
+            }
+        }
+        let mut mechanism = request
+            .mechanism_preferences
+            .first()
+            .cloned()
+            .ok_or_else(|| Status::invalid_argument("no mechanism offered"))?;
+        mechanism.parameters.insert("name".into(), "nse-0".into());
+        connection.mechanism = Some(mechanism);
+        let n = self.seen.lock().unwrap().requests.len();
+        let (client, server) = (
+            format!("10.60.{}.1/32", n % 250),
+            format!("10.60.{}.2/32", n % 250),
+        );
+        connection.context = Some(ConnectionContext {
+            ip_context: Some(IpContext {
+                src_ip_addrs: vec![client.clone()],
+                dst_ip_addrs: vec![server.clone()],
+                src_routes: vec![Route {
+                    prefix: server,
+                    ..Default::default()
+                }],
+                dst_routes: vec![Route {
+                    prefix: client,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        connection.network_service_endpoint_name = self.name.clone();
+        Ok(Response::new(connection))
+    }
+
+    async fn close(&self, request: Request<Connection>) -> Result<Response<()>, Status> {
+        self.seen.lock().unwrap().closes.push(request.into_inner());
+        Ok(Response::new(()))
+    }
+}

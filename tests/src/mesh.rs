@@ -1,0 +1,324 @@
+//! Running the real `nsm` binary in tests: a node (`nsm serve`), sample endpoints
+//! (`nsm endpoint`) and clients (`nsm request`), each a child process with its own log file,
+//! killed when dropped. Helpers build the gRPC clients and messages tests speak.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::Utc;
+use nsm_proto::connection::monitor_connection_client::MonitorConnectionClient;
+use nsm_proto::connection::{Connection, Mechanism, Path as WirePath, PathSegment};
+use nsm_proto::networkservice::NetworkServiceRequest;
+use nsm_proto::networkservice::network_service_client::NetworkServiceClient;
+use nsm_proto::registry::network_service_endpoint_registry_client::NetworkServiceEndpointRegistryClient;
+use nsm_proto::registry::network_service_registry_client::NetworkServiceRegistryClient;
+use nsm_proto::transport::PeerUrl;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// The `nsm` binary of this build. Cargo builds it for `nsm-ops`'s own integration tests,
+/// which every workspace test run includes; `NSM_BIN` overrides.
+pub fn nsm_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NSM_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> → target/<profile>/nsm
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let nsm = profile_dir.join("nsm");
+    assert!(
+        nsm.exists(),
+        "{} is missing: run the tests with `cargo nextest run --workspace` (it builds the nsm binary), or set NSM_BIN",
+        nsm.display()
+    );
+    nsm
+}
+
+/// A child process that is killed (SIGKILL) when dropped; its stderr goes to a file.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(args: &[String], log: PathBuf) -> Self {
+        let stderr = std::fs::File::create(&log).expect("create the process log");
+        let child = Command::new(nsm_binary())
+            .args(args)
+            .env("NSM_LOG", "info,h2=warn,tower=warn,hyper=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start nsm");
+        Self { child, log }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM (a graceful stop), then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        self.child.wait().expect("wait for nsm")
+    }
+
+    /// Whether it has exited (and how).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("poll nsm")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `nsm serve` on a unix socket and a log in `dir`.
+#[derive(Debug)]
+pub struct Node {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub db: PathBuf,
+    pub name: String,
+    extra: Vec<String>,
+    pub process: Option<Process>,
+    starts: usize,
+}
+
+impl Node {
+    /// Starts a node and waits until it serves (health SERVING).
+    pub async fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut node = Self {
+            dir: dir.to_owned(),
+            socket: dir.join("nsm.sock"),
+            db: dir.join("events.db"),
+            name: "node-a".into(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            process: None,
+            starts: 0,
+        };
+        node.launch().await;
+        node
+    }
+
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn channel(&self) -> Channel {
+        channel(&self.url())
+    }
+
+    pub fn network_service(&self) -> NetworkServiceClient<Channel> {
+        NetworkServiceClient::new(self.channel())
+    }
+
+    pub fn monitor(&self) -> MonitorConnectionClient<Channel> {
+        MonitorConnectionClient::new(self.channel())
+    }
+
+    pub fn services(&self) -> NetworkServiceRegistryClient<Channel> {
+        NetworkServiceRegistryClient::new(self.channel())
+    }
+
+    pub fn endpoints(&self) -> NetworkServiceEndpointRegistryClient<Channel> {
+        NetworkServiceEndpointRegistryClient::new(self.channel())
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn sigkill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts it again on the same log and socket.
+    pub async fn restart(&mut self) {
+        self.sigkill();
+        self.launch().await;
+    }
+
+    async fn launch(&mut self) {
+        self.starts += 1;
+        let mut args: Vec<String> = [
+            "serve",
+            "--listen",
+            &self.url(),
+            "--db",
+            &self.db.display().to_string(),
+            "--node",
+            &self.name,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(self.extra.iter().cloned());
+        let log = self.dir.join(format!("serve-{}.log", self.starts));
+        self.process = Some(Process::spawn(&args, log));
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let process = self.process.as_mut().expect("started");
+            if let Some(status) = process.exited() {
+                panic!(
+                    "nsm serve exited ({status}) before serving:\n{}",
+                    process.log_text()
+                );
+            }
+            let mut health = HealthClient::new(self.channel());
+            let asked = health
+                .check(HealthCheckRequest {
+                    service: "networkservice.NetworkService".into(),
+                })
+                .await;
+            if asked.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nsm serve did not become ready in 60 s:\n{}",
+                self.process
+                    .as_ref()
+                    .map(Process::log_text)
+                    .unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.process
+            .as_ref()
+            .map(Process::log_text)
+            .unwrap_or_default()
+    }
+}
+
+/// A channel to a `unix://` or `tcp://` URL.
+pub fn channel(url: &str) -> Channel {
+    url.parse::<PeerUrl>()
+        .expect("a valid URL")
+        .channel(Duration::from_secs(2))
+}
+
+/// A client's first Request, as NSM's cmd-nsc sends it: its own path segment at index 0.
+pub fn first_request(
+    service: &str,
+    client: &str,
+    labels: &[(&str, &str)],
+) -> NetworkServiceRequest {
+    let id = uuid::Uuid::new_v4().to_string();
+    let expires = Utc::now() + chrono::Duration::minutes(10);
+    NetworkServiceRequest {
+        connection: Some(Connection {
+            id: id.clone(),
+            network_service: service.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            path: Some(WirePath {
+                index: 0,
+                path_segments: vec![PathSegment {
+                    name: client.into(),
+                    id,
+                    expires: Some(prost_types::Timestamp {
+                        seconds: expires.timestamp(),
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }),
+        mechanism_preferences: vec![kernel_mechanism("nsm-1")],
+    }
+}
+
+/// A refresh: the connection the node returned, sent back with the same preferences.
+pub fn refresh_request(returned: &Connection) -> NetworkServiceRequest {
+    NetworkServiceRequest {
+        connection: Some(returned.clone()),
+        mechanism_preferences: vec![kernel_mechanism("nsm-1")],
+    }
+}
+
+pub fn kernel_mechanism(interface: &str) -> Mechanism {
+    Mechanism {
+        cls: "LOCAL".into(),
+        r#type: "KERNEL".into(),
+        parameters: [("name".to_owned(), interface.to_owned())].into(),
+    }
+}
+
+/// Registers network service `service` (payload IP) and endpoint `name` at `url` serving it
+/// with `labels`, for `lifetime`.
+pub async fn register(
+    node: &Node,
+    service: &str,
+    name: &str,
+    url: &str,
+    labels: &[(&str, &str)],
+    lifetime: chrono::Duration,
+) {
+    use nsm_proto::registry::{NetworkService, NetworkServiceEndpoint, NetworkServiceLabels};
+    node.services()
+        .register(NetworkService {
+            name: service.into(),
+            payload: "IP".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("register the service");
+    let expires = Utc::now() + lifetime;
+    node.endpoints()
+        .register(NetworkServiceEndpoint {
+            name: name.into(),
+            network_service_names: vec![service.into()],
+            network_service_labels: [(
+                service.to_owned(),
+                NetworkServiceLabels {
+                    labels: labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                },
+            )]
+            .into(),
+            url: url.into(),
+            expiration_time: Some(prost_types::Timestamp {
+                seconds: expires.timestamp(),
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("register the endpoint");
+}
