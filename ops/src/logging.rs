@@ -12,8 +12,9 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Args)]
 pub(crate) struct LoggingArgs {
     /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `nsm_events=debug`).
-    #[arg(long, global = true, env = "NSM_LOG", default_value = "warn")]
-    log: String,
+    /// Default: `info` for serve, endpoint and request; `warn` for the other commands.
+    #[arg(long, global = true, env = "NSM_LOG")]
+    log: Option<String>,
     /// Log line format.
     #[arg(
         long,
@@ -25,8 +26,14 @@ pub(crate) struct LoggingArgs {
     log_format: LogFormat,
 }
 
-pub(crate) fn init(args: &LoggingArgs) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&args.log)
+pub(crate) fn init(args: &LoggingArgs, default_filter: &str) -> anyhow::Result<()> {
+    // h2, hyper and tower are chatty at INFO and say nothing an operator acts on; an
+    // explicit --log is taken as given.
+    let wanted = match &args.log {
+        Some(filter) => filter.clone(),
+        None => format!("{default_filter},h2=warn,hyper=warn,tower=warn"),
+    };
+    let filter = EnvFilter::try_new(&wanted)
         .map_err(|e| anyhow::anyhow!("invalid --log filter {:?}: {e}", args.log))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -43,10 +43,21 @@ enum Command {
     Request(request::RequestArgs),
 }
 
+impl Command {
+    /// Daemons tell the operator what they did (INFO); one-shot commands speak only when
+    /// something is wrong.
+    fn default_log(&self) -> &'static str {
+        match self {
+            Command::Serve(_) | Command::Endpoint(_) | Command::Request(_) => "info",
+            Command::Bench(_) => "warn",
+        }
+    }
+}
+
 fn main() -> ExitCode {
     logging::abort_on_panic();
     let cli = Cli::parse();
-    if let Err(e) = logging::init(&cli.logging) {
+    if let Err(e) = logging::init(&cli.logging, cli.command.default_log()) {
         eprintln!("nsm: {e:#}");
         return ExitCode::from(2);
     }
