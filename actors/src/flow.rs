@@ -145,6 +145,7 @@ impl Flow {
                 service: wanted.service.to_string(),
                 failures,
             };
+            tracing::warn!(vwire = %requested.id, error = %error, "vWire failed");
             self.fail(
                 state,
                 FailureStage::Endpoint,
@@ -193,7 +194,16 @@ impl Flow {
             },
         ];
         match self.recorder.run(state, &commands, &self.causation).await {
-            Ok(established) => Ok(established),
+            Ok(established) => {
+                tracing::info!(
+                    vwire = %established.id,
+                    service = %established.service,
+                    endpoint = %endpoint.name,
+                    expires_at = %established.expires_at,
+                    "vWire established"
+                );
+                Ok(established)
+            }
             Err(e) => {
                 if !e.may_have_committed() {
                     // Nothing records the vWire as established: undo what was done for it.
@@ -251,7 +261,12 @@ impl Flow {
             expires_at,
             path: Some(accepted.path),
         };
-        self.recorder.run(state, &[command], &self.causation).await
+        let refreshed = self
+            .recorder
+            .run(state, &[command], &self.causation)
+            .await?;
+        tracing::debug!(vwire = %refreshed.id, %expires_at, "vWire refreshed");
+        Ok(refreshed)
     }
 
     /// Ends a live vWire with `end` (Close, Expire or Fail): tells the endpoint, unplumbs,
@@ -283,7 +298,9 @@ impl Flow {
             }
         }
         commands.push(end);
-        self.recorder.run(state, &commands, &self.causation).await
+        let ended = self.recorder.run(state, &commands, &self.causation).await?;
+        tracing::info!(vwire = %ended.id, status = %ended.status, "vWire ended");
+        Ok(ended)
     }
 
     async fn fail(
