@@ -45,6 +45,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod convert;
+pub mod monitor;
 pub mod transport;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of NSM's five `.proto` files and the

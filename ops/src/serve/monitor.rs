@@ -27,6 +27,7 @@ use nsm_proto::connection::{
     Connection, ConnectionEvent, ConnectionEventType, MonitorScopeSelector,
 };
 use nsm_proto::convert::{Side, vwire_to_wire};
+use nsm_proto::monitor::selects;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -102,7 +103,7 @@ impl MonitorConnection for MonitorServer {
         };
         let first = event(
             ConnectionEventType::InitialStateTransfer,
-            initial.into_iter().filter(|c| matches(&selector, c)),
+            initial.into_iter().filter(|c| selects(&selector, c)),
         );
         let (tx, rx) = mpsc::channel(MONITOR_BUFFER);
         let changes = self.store.subscribe(start);
@@ -134,7 +135,7 @@ async fn follow(
             ))),
         };
         let sent = match change {
-            Ok(Some((kind, connection))) if matches(&selector, &connection) => {
+            Ok(Some((kind, connection))) if selects(&selector, &connection) => {
                 tx.send(Ok(event(kind, [connection]))).await
             }
             Ok(_) => continue,
@@ -173,34 +174,6 @@ fn connection(vwire: &VWire, position: Position) -> Connection {
             .insert(POSITION_METRIC.into(), position.0.to_string());
     }
     connection
-}
-
-/// NSM's `MonitorScopeSelector` match: services must include the connection's (if any are
-/// given), and the selector's segments must match a contiguous run of the path, with empty
-/// name, id or token matching anything.
-pub(crate) fn matches(selector: &MonitorScopeSelector, connection: &Connection) -> bool {
-    if !selector.network_services.is_empty()
-        && !selector
-            .network_services
-            .contains(&connection.network_service)
-    {
-        return false;
-    }
-    let wanted = &selector.path_segments;
-    if wanted.is_empty() {
-        return true;
-    }
-    let have = connection
-        .path
-        .as_ref()
-        .map(|p| p.path_segments.as_slice())
-        .unwrap_or_default();
-    let field = |want: &str, have: &str| want.is_empty() || want == have;
-    have.windows(wanted.len()).any(|run| {
-        run.iter().zip(wanted).all(|(h, w)| {
-            field(&w.name, &h.name) && field(&w.id, &h.id) && field(&w.token, &h.token)
-        })
-    })
 }
 
 /// The live vWires a stream has seen, folded forward event by event. A vWire first met in
@@ -285,65 +258,5 @@ impl Tracker {
         VWire::fold(id, &events)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "its stream is empty".to_owned())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use nsm_proto::connection::{Path, PathSegment};
-
-    use super::*;
-
-    fn connection(service: &str, segments: &[(&str, &str)]) -> Connection {
-        Connection {
-            network_service: service.into(),
-            path: Some(Path {
-                index: 0,
-                path_segments: segments
-                    .iter()
-                    .map(|(name, id)| PathSegment {
-                        name: (*name).into(),
-                        id: (*id).into(),
-                        ..Default::default()
-                    })
-                    .collect(),
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn selector(services: &[&str], segments: &[(&str, &str)]) -> MonitorScopeSelector {
-        MonitorScopeSelector {
-            network_services: services.iter().map(|s| (*s).into()).collect(),
-            path_segments: segments
-                .iter()
-                .map(|(name, id)| PathSegment {
-                    name: (*name).into(),
-                    id: (*id).into(),
-                    ..Default::default()
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn selectors_match_as_nsms_do() {
-        let c = connection("icmp", &[("nsc", "c1"), ("node", "v1"), ("nse", "e1")]);
-        assert!(matches(&selector(&[], &[]), &c), "empty matches all");
-        assert!(matches(&selector(&["icmp"], &[]), &c));
-        assert!(!matches(&selector(&["other"], &[]), &c));
-        assert!(
-            matches(&selector(&[], &[("", "c1")]), &c),
-            "cmd-nsc's own-id selector"
-        );
-        assert!(
-            matches(&selector(&[], &[("node", ""), ("nse", "e1")]), &c),
-            "a contiguous run"
-        );
-        assert!(
-            !matches(&selector(&[], &[("nsc", ""), ("nse", "")]), &c),
-            "not contiguous"
-        );
-        assert!(!matches(&selector(&[], &[("", "nope")]), &c));
     }
 }
