@@ -322,3 +322,31 @@ pub async fn register(
         .await
         .expect("register the endpoint");
 }
+
+/// A node (started with `extra` flags) whose service `icmp` is served by one in-process
+/// endpoint, `nse-1`, registered for `lifetime`.
+pub async fn node_with_endpoint(
+    dir: &Path,
+    extra: &[&str],
+) -> (Node, crate::fake_endpoint::FakeEndpoint) {
+    let node = Node::start(dir, extra).await;
+    let endpoint = crate::fake_endpoint::FakeEndpoint::start(dir, "nse-1").await;
+    let lifetime = chrono::Duration::hours(1);
+    register(&node, "icmp", "nse-1", &endpoint.url(), &[], lifetime).await;
+    (node, endpoint)
+}
+
+/// Client `client` requests `icmp`: the connection the node returned, and the vWire id (the
+/// node's path segment id).
+pub async fn request_vwire(node: &Node, client: &str) -> (Connection, String) {
+    let connection = node
+        .network_service()
+        .request(first_request("icmp", client, &[]))
+        .await
+        .expect("request")
+        .into_inner();
+    let vwire = connection.path.as_ref().expect("a path").path_segments[1]
+        .id
+        .clone();
+    (connection, vwire)
+}

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use nsm_events::store::{OpenOptions, SqliteStore};
 use nsm_proto::connection::{ConnectionEventType, MonitorScopeSelector, State};
-use nsm_tests::fake_endpoint::FakeEndpoint;
-use nsm_tests::mesh::{Node, first_request, refresh_request, register};
+use nsm_tests::mesh::{Node, first_request, node_with_endpoint, refresh_request, request_vwire};
 use tokio_stream::StreamExt;
 
 async fn event_types(node: &Node, stream_of: &str) -> Vec<String> {
@@ -23,17 +22,7 @@ async fn event_types(node: &Node, stream_of: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_refresh_and_close_reach_the_endpoint_and_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]).await;
-    let endpoint = FakeEndpoint::start(dir.path(), "nse-1").await;
-    register(
-        &node,
-        "icmp",
-        "nse-1",
-        &endpoint.url(),
-        &[],
-        chrono::Duration::minutes(5),
-    )
-    .await;
+    let (node, endpoint) = node_with_endpoint(dir.path(), &[]).await;
 
     let request = first_request("icmp", "nsc-1", &[]);
     let client_id = request.connection.as_ref().unwrap().id.clone();
@@ -104,25 +93,9 @@ async fn request_refresh_and_close_reach_the_endpoint_and_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unrefreshed_vwire_expires_and_its_endpoint_is_told() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &["--lifetime", "1s"]).await;
-    let endpoint = FakeEndpoint::start(dir.path(), "nse-1").await;
-    register(
-        &node,
-        "icmp",
-        "nse-1",
-        &endpoint.url(),
-        &[],
-        chrono::Duration::minutes(5),
-    )
-    .await;
-    let connection = node
-        .network_service()
-        .request(first_request("icmp", "nsc-1", &[]))
-        .await
-        .unwrap()
-        .into_inner();
-    let vwire = connection.path.unwrap().path_segments[1].id.clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (node, endpoint) = node_with_endpoint(dir.path(), &["--lifetime", "3s"]).await;
+    let (_, vwire) = request_vwire(&node, "nsc-1").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while endpoint.seen().closes.is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -142,24 +115,8 @@ async fn an_unrefreshed_vwire_expires_and_its_endpoint_is_told() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_sends_the_initial_state_then_updates_and_deletes_and_resumes_from_a_position() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]).await;
-    let endpoint = FakeEndpoint::start(dir.path(), "nse-1").await;
-    register(
-        &node,
-        "icmp",
-        "nse-1",
-        &endpoint.url(),
-        &[],
-        chrono::Duration::minutes(5),
-    )
-    .await;
-    let first = node
-        .network_service()
-        .request(first_request("icmp", "nsc-1", &[]))
-        .await
-        .unwrap()
-        .into_inner();
-    let first_vwire = first.path.clone().unwrap().path_segments[1].id.clone();
+    let (node, _endpoint) = node_with_endpoint(dir.path(), &[]).await;
+    let (first, first_vwire) = request_vwire(&node, "nsc-1").await;
 
     let mut stream = node
         .monitor()
@@ -185,13 +142,7 @@ async fn monitor_sends_the_initial_state_then_updates_and_deletes_and_resumes_fr
         .parse()
         .unwrap();
 
-    let second = node
-        .network_service()
-        .request(first_request("icmp", "nsc-2", &[]))
-        .await
-        .unwrap()
-        .into_inner();
-    let second_vwire = second.path.clone().unwrap().path_segments[1].id.clone();
+    let (_, second_vwire) = request_vwire(&node, "nsc-2").await;
     let update = stream.next().await.unwrap().unwrap();
     assert_eq!(update.r#type, ConnectionEventType::Update as i32);
     assert!(update.connections.contains_key(&second_vwire));

@@ -10,8 +10,7 @@ use futures::StreamExt;
 use nsm_events::store::{EventStore, OpenOptions, SqliteStore};
 use nsm_proto::connection::{ConnectionEventType, MonitorScopeSelector, State};
 use nsm_proto::registry::{NetworkServiceEndpoint, NetworkServiceEndpointQuery};
-use nsm_tests::fake_endpoint::FakeEndpoint;
-use nsm_tests::mesh::{Node, first_request, register};
+use nsm_tests::mesh::{Node, first_request, node_with_endpoint};
 
 const LONG_LIVED: usize = 900;
 const SHORT_LIVED: usize = 100;
@@ -58,20 +57,10 @@ async fn establish(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_sigkill_comes_back_with_every_vwire_and_expires_the_overdue() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start(dir.path(), &[]).await;
-    let endpoint = FakeEndpoint::start(dir.path(), "nse-1").await;
-    register(
-        &node,
-        "icmp",
-        "nse-1",
-        &endpoint.url(),
-        &[],
-        chrono::Duration::hours(1),
-    )
-    .await;
+    let (mut node, endpoint) = node_with_endpoint(dir.path(), &[]).await;
 
     let long = establish(&node, LONG_LIVED, chrono::Duration::minutes(10)).await;
-    let short = establish(&node, SHORT_LIVED, chrono::Duration::seconds(3)).await;
+    let short = establish(&node, SHORT_LIVED, chrono::Duration::seconds(5)).await;
     assert_eq!((long.len(), short.len()), (LONG_LIVED, SHORT_LIVED));
     node.sigkill();
     assert!(
@@ -80,7 +69,7 @@ async fn a_node_killed_with_sigkill_comes_back_with_every_vwire_and_expires_the_
     );
 
     // Down for longer than the short lifetime.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     node.restart().await;
 
     // Every long-lived vWire is established again, with the deadline it had.
