@@ -110,10 +110,17 @@ async fn routes(
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(nsm_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Both reflection versions: grpcurl and older tools still ask v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(nsm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .context("cannot build the reflection service")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .context("cannot build the reflection service")?;
     let network_service =
         network_service::NetworkServiceServer::new(manager, config.node.clone(), config.lifetime);
@@ -125,7 +132,8 @@ async fn routes(
         .add_service(NetworkServiceRegistryServer::new(registry_server.clone()))
         .add_service(NetworkServiceEndpointRegistryServer::new(registry_server))
         .add_service(health_service)
-        .add_service(reflection))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
 }
 
 /// Binds every address (all or nothing), serves until a signal, then drains.
