@@ -3,6 +3,7 @@
 
 mod actors;
 mod fold;
+mod request;
 mod store;
 mod workload;
 
@@ -17,6 +18,9 @@ pub(crate) enum Bench {
     Fold(fold::FoldArgs),
     /// Memory per idle vWire actor, and replay time, at N live vWires.
     Actors(actors::ActorsArgs),
+    /// How fast vWires are set up over real gRPC, against a floor of one gRPC round trip
+    /// plus one fsync'd commit (a setup is two of each, so ratio_p50 ≈ 2 is the honest aim).
+    Request(request::RequestArgs),
 }
 
 pub(crate) async fn run(which: Bench) -> anyhow::Result<()> {
@@ -24,6 +28,7 @@ pub(crate) async fn run(which: Bench) -> anyhow::Result<()> {
         Bench::Store(args) => store::run(args).await,
         Bench::Fold(args) => fold::run(args).await,
         Bench::Actors(args) => actors::run(args).await,
+        Bench::Request(args) => request::run(args).await,
     }
 }
 
