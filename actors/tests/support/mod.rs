@@ -117,8 +117,7 @@ impl Node {
     }
 
     pub async fn events_of(&self, id: VWireId) -> Vec<String> {
-        let recorded = self.store.read_stream(&id.stream(), 1).await.unwrap();
-        recorded.into_iter().map(|e| e.event_type).collect()
+        events_in(&self.store, id).await
     }
 }
 
@@ -162,3 +161,9 @@ pub fn refresh(now: DateTime<Utc>, lifetime: Duration) -> Command {
 }
 
 pub const MINUTE: Duration = Duration::from_secs(60);
+
+/// The event types of a vWire's stream, in order.
+pub async fn events_in(store: &MemoryStore, id: VWireId) -> Vec<String> {
+    let recorded = store.read_stream(&id.stream(), 1).await.unwrap();
+    recorded.into_iter().map(|e| e.event_type).collect()
+}
