@@ -2,9 +2,8 @@
 //! recorded, checking a refusal, `nsm serve` on a log path of the test's choosing,
 //! `nsm endpoint` and `nsm request` run as a user runs them, and the endpoint's `ipam_log`.
 //!
-//! The endpoint's table is read with the `sqlite3` command-line tool (read-only, JSON
-//! output): the table is documented as readable with plain SQL, and this crate has no SQLite
-//! driver of its own.
+//! The endpoint's table is read with plain SQL (sqlx, read-only), as its documentation
+//! promises any reader can.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -230,8 +229,8 @@ impl EndpointProgram {
     }
 
     /// Its `ipam_log`, in position order.
-    pub fn ipam_log(&self) -> Vec<IpamRow> {
-        ipam_log(&self.db)
+    pub async fn ipam_log(&self) -> Vec<IpamRow> {
+        ipam_log(&self.db).await
     }
 }
 
@@ -246,44 +245,31 @@ pub struct IpamRow {
     pub cause: Option<String>,
 }
 
-/// The `ipam_log` table of the endpoint log at `db`, read with `sqlite3 -readonly -json`.
-pub fn ipam_log(db: &Path) -> Vec<IpamRow> {
-    let output = std::process::Command::new("sqlite3")
-        .arg("-readonly")
-        .arg("-json")
-        .arg(db)
-        .arg(
-            "SELECT position, kind, connection_id, client_addr, endpoint_addr, cause \
-             FROM ipam_log ORDER BY position",
-        )
-        .output()
-        .expect("run sqlite3 (the sqlite3 command-line tool must be installed)");
-    assert!(
-        output.status.success(),
-        "sqlite3 failed on {}: {}",
-        db.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if output.stdout.iter().all(u8::is_ascii_whitespace) {
-        return Vec::new();
-    }
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&output.stdout).expect("sqlite3 prints a JSON array");
-    rows.iter().map(IpamRow::from_json).collect()
-}
-
-impl IpamRow {
-    fn from_json(row: &serde_json::Value) -> Self {
-        let text = |column: &str| row[column].as_str().map(str::to_owned);
-        Self {
-            position: row["position"].as_i64().expect("a position"),
-            kind: text("kind").expect("a kind"),
-            connection_id: text("connection_id").expect("a connection id"),
-            client_addr: text("client_addr"),
-            endpoint_addr: text("endpoint_addr"),
-            cause: text("cause"),
-        }
-    }
+/// The `ipam_log` table of the endpoint log at `db`, read-only with plain SQL, as the table's
+/// documentation promises any reader can.
+pub async fn ipam_log(db: &Path) -> Vec<IpamRow> {
+    use sqlx::{ConnectOptions, Row};
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true);
+    let mut connection = options.connect().await.expect("open the endpoint's log");
+    let rows = sqlx::query(
+        "SELECT position, kind, connection_id, client_addr, endpoint_addr, cause \
+         FROM ipam_log ORDER BY position",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .expect("read ipam_log");
+    rows.iter()
+        .map(|row| IpamRow {
+            position: row.get("position"),
+            kind: row.get("kind"),
+            connection_id: row.get("connection_id"),
+            client_addr: row.get("client_addr"),
+            endpoint_addr: row.get("endpoint_addr"),
+            cause: row.get("cause"),
+        })
+        .collect()
 }
 
 /// `nsm request` with `--json`: its stdout read line by line, its stderr kept in a file.

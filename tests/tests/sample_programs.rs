@@ -60,7 +60,7 @@ async fn a_client_gets_addresses_from_the_pool_and_closing_releases_them_in_the_
     let status = client.exit().await;
     assert!(status.success(), "{status}:\n{}", client.log_text());
 
-    let log = endpoint.ipam_log();
+    let log = endpoint.ipam_log().await;
     let rows = rows_of(&log, &endpoint_segment(&connection));
     let kinds: Vec<_> = rows
         .iter()
@@ -148,7 +148,7 @@ async fn a_connection_keeps_its_addresses_across_a_sigkill_of_the_endpoint() {
         "the restarted endpoint reloaded the allocation from its log"
     );
 
-    let log = ipam_log(&endpoint.db);
+    let log = ipam_log(&endpoint.db).await;
     let rows = rows_of(&log, &endpoint_segment(&printed));
     assert!(rows.len() >= 2, "allocated, then refreshed: {log:?}");
     assert!(
