@@ -2,7 +2,7 @@
 
 use nsm_events::StoreError;
 use nsm_events::vwire::projection::ReplayError;
-use nsm_events::vwire::{FoldError, LifecycleError, VWireId};
+use nsm_events::vwire::{FoldError, Labels, LifecycleError, VWireId};
 
 use crate::dataplane::DataplaneError;
 
@@ -19,9 +19,9 @@ pub enum ActorError {
     /// The vWire could not tell whether its event was recorded, so it is being rebuilt from
     /// the log. Read its state, then retry if still needed.
     #[error(
-        "vWire {0} is being rebuilt from the log after an append with an unknown outcome; retry"
+        "vWire {vwire} is being rebuilt from the log: an append's outcome is unknown ({cause}); retry"
     )]
-    Rebuilding(VWireId),
+    Rebuilding { vwire: VWireId, cause: String },
 
     /// The vWire's events in the log cannot be folded: the log is damaged. Run `nsm verify`.
     #[error(transparent)]
@@ -36,8 +36,11 @@ pub enum ActorError {
     UnknownService(String),
 
     /// The service exists but no registered endpoint matches the request's labels.
-    #[error("no endpoint of network service {service:?} matches the labels {labels:?}")]
-    NoEndpoint { service: String, labels: String },
+    #[error(
+        "no endpoint of network service {service:?} matches the labels {}",
+        written(labels)
+    )]
+    NoEndpoint { service: String, labels: Labels },
 
     /// Every candidate endpoint refused or did not answer; the vWire is recorded as failed.
     /// Retry later, or check the endpoints named.
@@ -66,6 +69,15 @@ pub enum ActorError {
     Stopped,
 }
 
+/// Labels as a client wrote them: `{"app": "web", "tier": "gold"}` (`{}` when none).
+fn written(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k:?}: {v:?}"))
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
 impl ActorError {
     /// Whether what was being recorded may be in the log after all (its outcome is unknown,
     /// or another writer moved the stream): undoing its side effects could be wrong.
@@ -74,7 +86,7 @@ impl ActorError {
             self,
             ActorError::Store(
                 StoreError::OutcomeUnknown(_) | StoreError::WrongExpectedVersion { .. }
-            ) | ActorError::Rebuilding(_)
+            ) | ActorError::Rebuilding { .. }
         )
     }
 }

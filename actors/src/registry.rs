@@ -448,7 +448,7 @@ impl Handler<Select> for RegistryActor {
         if ordered.is_empty() {
             return Err(ActorError::NoEndpoint {
                 service: name.to_string(),
-                labels: format!("{labels:?}"),
+                labels,
             });
         }
         Ok(ordered.into_iter().map(|c| c.endpoint.clone()).collect())

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use nsm_events::StoreError;
 use nsm_events::clock::Clock;
 use nsm_events::store::Causation;
 use nsm_events::vwire::{
@@ -154,7 +155,14 @@ impl VWireActor {
             {
                 tracing::warn!(vwire = %act.id, error = %e, "state may be behind the log; rebuilding");
                 act.stop(ctx, StopCause::Rebuild);
-                return Err(ActorError::Rebuilding(act.id));
+                let cause = match e {
+                    ActorError::Store(StoreError::OutcomeUnknown(cause)) => cause.clone(),
+                    other => other.to_string(),
+                };
+                return Err(ActorError::Rebuilding {
+                    vwire: act.id,
+                    cause,
+                });
             }
             let changed = reached != act.state;
             act.state = reached;
@@ -225,7 +233,7 @@ impl VWireActor {
                 Ok(_) => tracing::info!(during_downtime, "vWire expired"),
                 // A refresh raced the timer: the new deadline is armed already.
                 Err(ActorError::Lifecycle(LifecycleError::NotDue { .. })) => act.arm_timer(ctx),
-                Err(ActorError::Rebuilding(_)) => {}
+                Err(ActorError::Rebuilding { .. }) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "expiry not recorded; retrying in 1s");
                     act.timer =

@@ -230,7 +230,7 @@ fn an_append_with_an_unknown_outcome_makes_the_vwire_rebuild_from_the_log() {
         assert_refused!(
             m.execute(id, establish(node.now(), 10 * MINUTE), Causation::default())
                 .await,
-            ActorError::Rebuilding(_)
+            ActorError::Rebuilding { .. }
         );
         // The rebuilt actor knows what the log knows.
         let state = m.state(id).await.unwrap().unwrap();
@@ -242,7 +242,7 @@ fn an_append_with_an_unknown_outcome_makes_the_vwire_rebuild_from_the_log() {
         assert_refused!(
             m.execute(id, refresh(node.now(), 10 * MINUTE), Causation::default())
                 .await,
-            ActorError::Rebuilding(_)
+            ActorError::Rebuilding { .. }
         );
         let state = m.state(id).await.unwrap().unwrap();
         assert_eq!(state.refreshes, 0);

@@ -9,9 +9,10 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use nsm_actors::{RegistryChange, RegistryHandle};
+use nsm_actors::{ActorError, RegistryChange, RegistryHandle};
 use nsm_events::registry::{EndpointName, EndpointState, ServiceState};
 use nsm_events::store::Causation;
+use nsm_events::vwire::LifecycleError;
 use nsm_events::vwire::ServiceName;
 use nsm_proto::convert::{
     endpoint_from_wire, endpoint_to_wire, service_from_wire, service_to_wire, time_from_wire,
@@ -197,11 +198,24 @@ impl NetworkServiceEndpointRegistry for RegistryServer {
         request: Request<NetworkServiceEndpoint>,
     ) -> Result<Response<NetworkServiceEndpoint>, Status> {
         let (spec, until) = endpoint_from_wire(request.get_ref())?;
+        if let Some(until) = until.filter(|until| *until <= chrono::Utc::now()) {
+            return Err(Status::invalid_argument(format!(
+                "network_service_endpoint.expiration_time: {until} is in the past; \
+                 register with a future time, or none for the default lifetime"
+            )));
+        }
         let state = self
             .registry
             .register_endpoint(spec, until, Causation::default())
             .await
-            .map_err(status)?;
+            .map_err(|e| match e {
+                ActorError::Lifecycle(LifecycleError::BadDeadline { .. }) => {
+                    Status::invalid_argument(format!(
+                        "network_service_endpoint.expiration_time: {e}"
+                    ))
+                }
+                other => status(other),
+            })?;
         Ok(Response::new(endpoint_to_wire(&state)))
     }
 

@@ -19,7 +19,7 @@ pub(crate) fn status(error: ActorError) -> Status {
         }
         ActorError::Store(StoreError::InvalidInput(_)) => Status::invalid_argument(message),
         ActorError::Store(StoreError::WrongExpectedVersion { .. }) => Status::aborted(message),
-        ActorError::Store(_) | ActorError::Rebuilding(_) | ActorError::Stopped => {
+        ActorError::Store(_) | ActorError::Rebuilding { .. } | ActorError::Stopped => {
             Status::unavailable(message)
         }
         ActorError::EndpointsFailed { .. } | ActorError::EndpointRefused { .. } => {
