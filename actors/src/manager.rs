@@ -108,16 +108,21 @@ impl Actor for Manager {
 /// Asks for the actor of a vWire, starting one (which loads it from the log) if none runs.
 #[derive(Message)]
 #[rtype(result = "Addr<VWireActor>")]
-struct Route(VWireId);
+struct Route {
+    id: VWireId,
+    /// The caller minted the id just now: there is no history to load.
+    fresh: bool,
+}
 
 impl Handler<Route> for Manager {
     type Result = MessageResult<Route>;
 
-    fn handle(&mut self, Route(id): Route, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Route { id, fresh }: Route, ctx: &mut Context<Self>) -> Self::Result {
         if let Some(addr) = self.directory.get(&id).filter(|a| a.connected()) {
             return MessageResult(addr.clone());
         }
-        MessageResult(self.spawn(id, Boot::Load, ctx))
+        let boot = if fresh { Boot::New } else { Boot::Load };
+        MessageResult(self.spawn(id, boot, ctx))
     }
 }
 
@@ -241,7 +246,16 @@ impl ManagerHandle {
 
     /// The vWire's actor (started and loaded from the log if it is not running).
     pub async fn vwire(&self, id: VWireId) -> Result<VWireHandle, ActorError> {
-        let addr = self.addr.send(Route(id)).await?;
+        let addr = self.addr.send(Route { id, fresh: false }).await?;
+        Ok(VWireHandle::new(id, addr))
+    }
+
+    /// The actor of a vWire whose id the caller has just minted (a random UUID): it starts
+    /// empty instead of reading a history that cannot exist. Were the id not new after all,
+    /// its first append would meet the stream's real version, and the actor would rebuild
+    /// from the log.
+    async fn fresh_vwire(&self, id: VWireId) -> Result<VWireHandle, ActorError> {
+        let addr = self.addr.send(Route { id, fresh: true }).await?;
         Ok(VWireHandle::new(id, addr))
     }
 
@@ -282,12 +296,12 @@ impl ManagerHandle {
         request: ConnectRequest,
         causation: Causation,
     ) -> Result<VWire, ActorError> {
-        match self
-            .vwire(id)
-            .await?
-            .connect(request.clone(), causation.clone())
-            .await
-        {
+        let vwire = if request.fresh_id {
+            self.fresh_vwire(id).await?
+        } else {
+            self.vwire(id).await?
+        };
+        match vwire.connect(request.clone(), causation.clone()).await {
             Err(ActorError::Stopped) => self.vwire(id).await?.connect(request, causation).await,
             other => other,
         }

@@ -36,4 +36,7 @@ pub struct ConnectRequest {
     /// The context the client asked for (excluded prefixes, requested addresses), passed
     /// on to the endpoint, which decides the vWire's context.
     pub requested_context: ConnectionContext,
+    /// The vWire id was minted for this request (not taken from the caller's path), so the
+    /// vWire has no history to read.
+    pub fresh_id: bool,
 }

@@ -32,8 +32,11 @@ const MAILBOX_CAPACITY: usize = 64;
 /// How the actor learns its state when it starts.
 #[derive(Debug)]
 pub(crate) enum Boot {
-    /// Fold its stream from the log (a new vWire, or one rebuilt after an unknown outcome).
+    /// Fold its stream from the log (a vWire not running, or one rebuilt after an unknown
+    /// outcome).
     Load,
+    /// A vWire whose id was just minted: nothing to read.
+    New,
     /// Given by start-up replay, from the `live_vwires` projection.
     Known(Box<VWire>),
 }
@@ -304,6 +307,7 @@ impl Actor for VWireActor {
                 self.state = Some(*state);
                 self.resume(ctx);
             }
+            Some(Boot::New) => {}
             Some(Boot::Load) | None => {
                 let journal = self.journal.clone();
                 let id = self.id;

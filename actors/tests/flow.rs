@@ -188,6 +188,7 @@ fn connect(id: VWireId, lifetime: Duration) -> ConnectRequest {
             ..request(lifetime)
         },
         requested_context: Default::default(),
+        fresh_id: true,
     }
 }
 

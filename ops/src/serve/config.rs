@@ -42,6 +42,9 @@ pub(crate) struct ServeArgs {
     /// How long an endpoint has to answer a forwarded Request or Close. Default: 15s.
     #[arg(long, env = "NSM_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
     request_timeout: Option<Duration>,
+    /// Threads the vWire actors run on (0: on the main actor thread). Default: one per core.
+    #[arg(long, env = "NSM_ACTOR_THREADS")]
+    actor_threads: Option<usize>,
     /// A TOML file with any of the settings above (keys as the flags, with `_` for `-`).
     #[arg(long, env = "NSM_CONFIG")]
     config: Option<PathBuf>,
@@ -61,6 +64,7 @@ struct ConfigFile {
     endpoint_lifetime: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     request_timeout: Option<Duration>,
+    actor_threads: Option<usize>,
 }
 
 /// Durations in the file are written as in flags: `"10m"`, `"90s"`.
@@ -94,6 +98,7 @@ pub(crate) struct ServeConfig {
     pub(crate) lifetime: Duration,
     pub(crate) endpoint_lifetime: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) actor_threads: usize,
 }
 
 impl ServeArgs {
@@ -150,7 +155,13 @@ impl ServeArgs {
             request_timeout,
             Duration::from_secs(300),
         )?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let actor_threads = self.actor_threads.or(file.actor_threads).unwrap_or(cores);
+        if actor_threads > 1024 {
+            bail!("--actor-threads {actor_threads}: at most 1024");
+        }
         Ok(ServeConfig {
+            actor_threads,
             listen,
             db: self.db.or(file.db).unwrap_or_else(|| DEFAULT_DB.into()),
             node,

@@ -86,8 +86,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: config.request_timeout,
     });
     let manager_config = ManagerConfig {
+        arbiters: config.actor_threads,
         mesh: Some(mesh),
-        ..ManagerConfig::default()
     };
     let (manager, replayed) = ManagerHandle::start(manager_config, journal, clock).await?;
     tracing::info!(

@@ -77,6 +77,7 @@ impl NetworkServiceServer {
                 lifetime: self.lifetime_for(hop)?,
             },
             requested_context,
+            fresh_id: !hop.reused,
         })
     }
 
@@ -132,6 +133,7 @@ impl NetworkService for NetworkServiceServer {
             tracing::info!(vwire = %hop.vwire, %ended, "request for an ended vWire; making a new one");
             hop.renew();
             connect.request.path = hop.path.clone();
+            connect.fresh_id = true;
             outcome = self.manager.connect(hop.vwire, connect, causation).await;
         }
         let vwire = outcome.map_err(status)?;
