@@ -89,3 +89,66 @@ fn bad_arguments_exit_with_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--log"));
 }
+
+#[test]
+fn bench_request_sets_up_vwires_over_grpc_and_reports_them_against_the_floor() {
+    let report = json(&nsm(&[
+        "bench",
+        "request",
+        "--json",
+        "--setups",
+        "200",
+        "--warmup",
+        "20",
+        "--serial",
+        "50",
+        "--clients",
+        "8",
+        "--floor-samples",
+        "100",
+    ]));
+    assert_eq!(report["setups"], 200);
+    for field in [
+        "setups_per_s",
+        "p50_ms",
+        "p99_ms",
+        "serial_p50_ms",
+        "floor_p50_ms",
+        "ratio_p50",
+    ] {
+        let value = report[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} missing: {report}"));
+        assert!(value > 0.0, "{field} = {value}");
+    }
+    let ratio =
+        report["serial_p50_ms"].as_f64().unwrap() / report["floor_p50_ms"].as_f64().unwrap();
+    assert!((ratio - report["ratio_p50"].as_f64().unwrap()).abs() < 0.01);
+}
+
+#[test]
+fn serve_refuses_bad_configuration_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("events.db");
+    let db = db.to_str().unwrap();
+    for (args, mentions) in [
+        (
+            &["serve", "--dataplane", "ebpf", "--db", db][..],
+            "unknown data plane",
+        ),
+        (
+            &["serve", "--listen", "localhost:5001", "--db", db][..],
+            "--listen",
+        ),
+        (&["serve", "--lifetime", "0s", "--db", db][..], "--lifetime"),
+    ] {
+        let output = nsm(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(mentions), "{args:?}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("events.db").exists(),
+        "nothing was created"
+    );
+}
