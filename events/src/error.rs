@@ -100,6 +100,10 @@ pub enum OpenProblem {
     NewerSchema { found: i64, known: i64 },
     #[error("migrating its schema failed: {0}")]
     Migration(String),
+    #[error(
+        "another process is writing this log (a second nsm serve on the same --db?); stop it, or give this one its own --db"
+    )]
+    InUse,
     #[error("{0}")]
     Sqlite(String),
 }

@@ -93,6 +93,23 @@ async fn reopening_keeps_every_event_and_continues_positions() {
 }
 
 #[tokio::test]
+async fn a_second_writer_on_the_same_log_is_refused_until_the_first_is_gone() {
+    let (_dir, path) = new_log();
+    let first = open(&path).await;
+    fill(&first, "s", 3).await;
+    let second = SqliteStore::open(&path, OpenOptions::default()).await;
+    assert!(matches!(open_problem(second, &path), OpenProblem::InUse));
+    // Readers are never refused: operator tools read a running node's log.
+    let reader = SqliteStore::open_read_only(&path, OpenOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reader.head(), Position(3));
+    first.close().await;
+    let again = open(&path).await;
+    assert_eq!(again.head(), Position(3));
+}
+
+#[tokio::test]
 async fn a_file_that_is_not_sqlite_is_refused_by_name() {
     let (_dir, path) = new_log();
     std::fs::write(

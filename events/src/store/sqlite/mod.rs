@@ -100,6 +100,7 @@ impl SqliteStore {
         let writer_options =
             open::writer_options(&path, options.busy_timeout, options.wal_limit_bytes);
         let mut conn = open::connect(&path, &writer_options).await?;
+        let lock = open::lock_writer(&path).await?;
         if let Contents::EventLog { .. } = open::recognise(&path, &mut conn).await?
             && options.integrity_check
         {
@@ -121,6 +122,7 @@ impl SqliteStore {
             wal: WalGuard::new(&path, options.wal_limit_bytes, options.busy_timeout),
             last_recorded_at,
             stats: stats.clone(),
+            _lock: lock,
         };
         let task = tokio::spawn(writer.run(queue_rx));
         tracing::info!(path = %path.display(), head = head.0, "event log open");

@@ -66,6 +66,37 @@ pub(crate) fn check_path(path: &Path, must_exist: bool) -> Result<(), StoreError
     }
 }
 
+/// How long an open waits for another writer of the same log to let go: long enough for a
+/// store closing in this process (its writer finishes its last batch), short enough that a
+/// second node on the same file is told at once.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// One writer per log. A second node writing the same file would keep its own idea of the
+/// same vWires (and the writer's positions assume it is alone), so the writer holds an
+/// exclusive advisory lock (`flock`) on the file for as long as it runs; the kernel drops it
+/// when the process dies, so a SIGKILL never leaves it behind. SQLite's own locks are POSIX
+/// record locks, which `flock` does not touch, and read-only opens take no lock at all.
+pub(crate) async fn lock_writer(path: &Path) -> Result<std::fs::File, StoreError> {
+    let fail = |problem| StoreError::Open {
+        path: path.to_owned(),
+        problem,
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(OpenProblem::Sqlite(e.to_string())))?;
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(fail(OpenProblem::InUse)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(fail(OpenProblem::Sqlite(format!("cannot lock it: {e}"))));
+            }
+        }
+    }
+}
+
 /// Connection options shared by the writer and the readers: every pragma set explicitly.
 pub(crate) fn connect_options(path: &Path, busy_timeout: Duration) -> SqliteConnectOptions {
     SqliteConnectOptions::new()

@@ -91,6 +91,8 @@ pub(crate) struct Writer {
     /// Timestamps never go backwards along positions, even if the wall clock does.
     pub(crate) last_recorded_at: DateTime<Utc>,
     pub(crate) stats: Arc<WriterStats>,
+    /// The log's single-writer lock, released when the writer ends (see `open::lock_writer`).
+    pub(crate) _lock: std::fs::File,
 }
 
 impl Writer {
