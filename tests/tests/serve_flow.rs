@@ -238,3 +238,42 @@ async fn reflection_lists_nsms_services_and_health_says_serving() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_on_the_same_log_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _endpoint) = node_with_endpoint(dir.path(), &[]).await;
+    let other_socket = format!("unix://{}", dir.path().join("other.sock").display());
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        &other_socket,
+        "--db",
+        node.db.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut second = nsm_tests::mesh::Process::spawn(&args, dir.path().join("second.log"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.exited() {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second node kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        second
+            .log_text()
+            .contains("another process is writing this log"),
+        "{}",
+        second.log_text()
+    );
+    // The first node is unharmed.
+    request_vwire(&node, "nsc-1").await;
+}
