@@ -72,7 +72,13 @@ fn placeholders(rows: usize, per_row: usize) -> String {
 
 /// The multi-row insert for `rows` events. Parameters per row, in order: event id, stream,
 /// expected version (NULL: any), offset within its append (1..), event type, schema version,
-/// recorded at, correlation id, causation id, payload, ordinal.
+/// recorded at, correlation id, causation id, payload, ordinal, and the ids of every event of
+/// its append (a JSON array).
+///
+/// An append goes in whole or not at all within the one statement: each of its rows checks
+/// the stream's version and that *none* of the append's ids is in the log yet. SQLite
+/// evaluates the SELECT against the table as it was before the statement (it reads the table
+/// it inserts into), so rows of one append cannot see each other.
 pub(crate) fn insert_sql(rows: usize) -> String {
     format!(
         "INSERT INTO events (event_id, stream, version, event_type, schema_version, recorded_at,
@@ -81,15 +87,16 @@ pub(crate) fn insert_sql(rows: usize) -> String {
              SELECT v.column1 AS id, v.column2 AS stream, v.column3 AS expected,
                     v.column4 AS k, v.column5 AS type, v.column6 AS schema, v.column7 AS at,
                     v.column8 AS corr, v.column9 AS caus, v.column10 AS payload,
-                    v.column11 AS ord,
+                    v.column11 AS ord, v.column12 AS siblings,
                     (SELECT coalesce(max(e.version), 0) FROM events AS e
                       WHERE e.stream = v.column2) AS current
              FROM (VALUES {}) AS v
          )
          WHERE (expected IS NULL OR current = expected)
-           AND NOT EXISTS (SELECT 1 FROM events AS d WHERE d.event_id = id)
+           AND NOT EXISTS (SELECT 1 FROM events AS d
+                            WHERE d.event_id IN (SELECT value FROM json_each(siblings)))
          ORDER BY ord",
-        placeholders(rows, 11)
+        placeholders(rows, 12)
     )
 }
 

@@ -9,9 +9,9 @@
 //!   one, the id is not yet in the log), so a conflict or a duplicate id writes nothing and
 //!   fails no other append of the batch. (Not `ON CONFLICT DO NOTHING`: a row skipped that
 //!   way still consumes an AUTOINCREMENT value, which would leave a gap in the positions.)
-//! * an append of several events goes in whole or not at all: a wave holding one runs in a
-//!   SAVEPOINT, and if any append went in partly the wave is undone and redone append by
-//!   append, the partial one being refused;
+//! * an append of several events goes in whole or not at all, in the same statement: each of
+//!   its rows also checks that none of the append's ids is in the log (no SAVEPOINT, which
+//!   cost two more round trips to SQLite's thread per batch);
 //! * the projection changes of the appends that went in are written in the same transaction.
 //!
 //! Only an error of SQLite itself (I/O, disk full) fails the whole batch, and then every
@@ -196,9 +196,8 @@ impl Writer {
             .collect())
     }
 
-    /// Writes one wave. If an append of several events went in partly (one of its ids was
-    /// already in the log), the wave is undone and redone append by append, so that only
-    /// that append is refused.
+    /// Writes one wave and settles each of its appends. Appends go in whole or not at all
+    /// (see `wave::insert_sql`); one that did not is explained (a conflict, or a retry).
     async fn write_wave(
         &mut self,
         requests: &[AppendRequest],
@@ -206,31 +205,6 @@ impl Writer {
         recorded_at: &str,
         outcomes: &mut [Option<Result<Appended, StoreError>>],
     ) -> Result<(), sqlx::Error> {
-        if self.try_wave(requests, wave, recorded_at, outcomes).await? {
-            return Ok(());
-        }
-        for &i in wave {
-            if !self.try_wave(requests, &[i], recorded_at, outcomes).await? {
-                outcomes[i] = Some(self.explain_refusal(&requests[i]).await?);
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes a wave and settles each of its appends, or returns `false` (having undone the
-    /// wave) if an append went in partly.
-    async fn try_wave(
-        &mut self,
-        requests: &[AppendRequest],
-        wave: &[usize],
-        recorded_at: &str,
-        outcomes: &mut [Option<Result<Appended, StoreError>>],
-    ) -> Result<bool, sqlx::Error> {
-        // Only an append of several events can go in partly.
-        let savepoint = wave.iter().any(|&i| requests[i].events.len() > 1);
-        if savepoint {
-            execute(&mut self.conn, "SAVEPOINT wave").await?;
-        }
         let mut inserted: HashMap<Uuid, (i64, i64)> = HashMap::new();
         for chunk in wave::chunks(requests, wave) {
             self.insert_chunk(requests, &chunk, recorded_at, &mut inserted)
@@ -243,17 +217,16 @@ impl Writer {
                 .filter(|e| inserted.contains_key(&e.id))
                 .count()
         };
-        let partial = wave.iter().any(|&i| {
+        if let Some(&i) = wave.iter().find(|&&i| {
             let n = written(&requests[i]);
             n != 0 && n != requests[i].events.len()
-        });
-        if partial {
-            execute(&mut self.conn, "ROLLBACK TO wave").await?;
-            execute(&mut self.conn, "RELEASE wave").await?;
-            return Ok(false);
-        }
-        if savepoint {
-            execute(&mut self.conn, "RELEASE wave").await?;
+        }) {
+            // Cannot happen with the insert's checks; if it ever did, the whole batch is
+            // rolled back rather than one append half-recorded.
+            let stream = requests[i].stream.as_str();
+            return Err(sqlx::Error::Protocol(format!(
+                "append to {stream} went in partly; batch rolled back"
+            )));
         }
         let mut projected = Vec::new();
         for &i in wave {
@@ -274,7 +247,7 @@ impl Writer {
             }));
         }
         self.project_many(&projected).await?;
-        Ok(true)
+        Ok(())
     }
 
     /// One multi-row insert; records the position and version of each row that went in.
@@ -292,6 +265,7 @@ impl Writer {
         for &i in chunk {
             let request = &requests[i];
             let expected = request.expected.as_version().map(to_sql);
+            let siblings = sibling_ids(request);
             for (offset, event) in (1i64..).zip(&request.events) {
                 ordinal += 1;
                 query = query
@@ -305,7 +279,8 @@ impl Writer {
                     .bind(event.causation.correlation_id.as_deref())
                     .bind(event.causation.causation_id.as_deref())
                     .bind(&event.payload)
-                    .bind(ordinal);
+                    .bind(ordinal)
+                    .bind(siblings.clone());
             }
         }
         let done = query.execute(&mut self.conn).await?;
@@ -466,6 +441,16 @@ fn answer_all(replies: Vec<oneshot::Sender<Result<Appended, StoreError>>>, error
     for reply in replies {
         let _ = reply.send(Err(error.clone()));
     }
+}
+
+/// The ids of an append's events as a JSON array, for the insert's all-or-nothing check.
+fn sibling_ids(request: &AppendRequest) -> String {
+    let ids: Vec<String> = request
+        .events
+        .iter()
+        .map(|e| format!("\"{}\"", e.id.hyphenated()))
+        .collect();
+    format!("[{}]", ids.join(","))
 }
 
 pub(crate) async fn execute(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
