@@ -2,11 +2,14 @@
 //! connect (discover, forward to an endpoint, plumb, establish), refresh (forward, move the
 //! deadline) and teardown (tell the endpoint, unplumb, record the end).
 //!
-//! Ordering (DESIGN.md §3): intent is recorded before side effects where a crash could
-//! otherwise lose track of them (`Requested` before the endpoint is called); the data plane
-//! is plumbed before `Established` and unplumbed before the terminal event, so a crash in
-//! between leaves objects that reconcile removes (no live vWire owns them) or re-creates (a
-//! live one does). Refusals found before `Requested` record nothing.
+//! Ordering (DESIGN.md §3): the first endpoint is asked while `Requested` commits (a side
+//! effect may overlap the commit of its intent); the reply waits for both, and a failed
+//! commit tells the endpoint to close. A SIGKILL in that window leaves the endpoint holding
+//! a connection the log does not know: it expires it itself, as NSM endpoints expire every
+//! connection not refreshed. The data plane is plumbed before `Established` and unplumbed
+//! before the terminal event, so a crash in between leaves objects that reconcile removes (no
+//! live vWire owns them) or re-creates (a live one does). Refusals found before `Requested`
+//! record nothing.
 
 use std::sync::Arc;
 
@@ -15,7 +18,7 @@ use nsm_events::clock::Clock;
 use nsm_events::store::Causation;
 use nsm_events::vwire::{
     Command, ConnectionContext, EndpointRef, FailureCode, FailureStage, LifecycleError, Mechanism,
-    Path, Status, VWire, VWireId, decide_all,
+    Path, Status, VWire, VWireEvent, VWireId, decide_all,
 };
 use nsm_proto::convert::{
     Side, context_from_wire, context_to_wire, labels_to_wire, mechanism_from_wire,
@@ -45,13 +48,39 @@ impl Recorder {
         commands: &[Command],
         causation: &Causation,
     ) -> Result<VWire, ActorError> {
-        let (events, next) = decide_all(state.as_ref(), self.id, commands, self.clock.now())?;
+        let (events, next) = self.decide(state, commands)?;
+        self.commit(state, &events, &next, causation).await?;
+        Ok(next)
+    }
+
+    /// The events `commands` make now, and the state they lead to; records nothing.
+    pub(crate) fn decide(
+        &self,
+        state: &Option<VWire>,
+        commands: &[Command],
+    ) -> Result<(Vec<VWireEvent>, VWire), ActorError> {
+        Ok(decide_all(
+            state.as_ref(),
+            self.id,
+            commands,
+            self.clock.now(),
+        )?)
+    }
+
+    /// Appends decided `events`, then moves `state` on to `next`.
+    pub(crate) async fn commit(
+        &self,
+        state: &mut Option<VWire>,
+        events: &[VWireEvent],
+        next: &VWire,
+        causation: &Causation,
+    ) -> Result<(), ActorError> {
         let expected = state.as_ref().map_or(0, |s| s.version);
         self.journal
-            .record(&next, expected, &events, causation)
+            .record(next, expected, events, causation)
             .await?;
         *state = Some(next.clone());
-        Ok(next)
+        Ok(())
     }
 
     /// Whether `commands` would be allowed now, without recording anything.
@@ -60,8 +89,7 @@ impl Recorder {
         state: &Option<VWire>,
         commands: &[Command],
     ) -> Result<(), ActorError> {
-        decide_all(state.as_ref(), self.id, commands, self.clock.now())?;
-        Ok(())
+        self.decide(state, commands).map(drop)
     }
 }
 
@@ -112,34 +140,53 @@ impl Flow {
             .registry
             .select(wanted.service.clone(), wanted.labels.clone())
             .await?;
+        // The first endpoint is asked while `Requested` commits (DESIGN.md §3 lets a side
+        // effect overlap the commit of its intent): a setup then costs one commit less in
+        // latency. If the commit fails, the endpoint is told to close.
         let command = Command::Request(wanted.clone());
-        let requested = self
-            .recorder
-            .run(state, &[command], &self.causation)
-            .await?;
+        let (events, requested) = self.recorder.decide(state, &[command])?;
         let mut path = requested.path.clone();
         set_own_expiry(&mut path, requested.expires_at);
-
-        let mut failures = Vec::new();
-        let mut chosen = None;
-        for endpoint in candidates {
-            let endpoint = EndpointRef {
-                name: endpoint.spec.name.to_string(),
-                url: endpoint.spec.url.to_string(),
-            };
+        let asked = &requested;
+        let ask = |endpoint: EndpointRef| {
             let preferences = endpoint_preferences(mesh, &client_mechanism);
-            let forwarded = forward(&requested, &path, &endpoint, None, preferences, &request);
-            match self.ask(mesh, &endpoint, forwarded, &requested).await {
-                Ok(accepted) => {
-                    chosen = Some((endpoint, accepted));
-                    break;
-                }
+            let forwarded = forward(asked, &path, &endpoint, None, preferences, &request);
+            async move { self.ask(mesh, &endpoint, forwarded, asked).await }
+        };
+        let mut candidates = candidates.iter().map(|endpoint| EndpointRef {
+            name: endpoint.spec.name.to_string(),
+            url: endpoint.spec.url.to_string(),
+        });
+        let mut endpoint = candidates.next().ok_or_else(|| ActorError::NoEndpoint {
+            service: wanted.service.to_string(),
+            labels: wanted.labels.clone(),
+        })?;
+        let commit = self
+            .recorder
+            .commit(state, &events, &requested, &self.causation);
+        let (committed, mut answer) = tokio::join!(commit, ask(endpoint.clone()));
+        if let Err(e) = committed {
+            if let Ok(accepted) = &answer {
+                self.tell_endpoint_close(mesh, &endpoint, &requested, accepted)
+                    .await;
+            }
+            return Err(e);
+        }
+        let mut failures = Vec::new();
+        let chosen = loop {
+            match answer {
+                Ok(accepted) => break Some((endpoint, accepted)),
                 Err(why) => {
                     tracing::warn!(endpoint = %endpoint.name, reason = %why, "endpoint refused; trying the next");
                     failures.push(format!("{}: {why}", endpoint.name));
                 }
             }
-        }
+            let Some(next) = candidates.next() else {
+                break None;
+            };
+            endpoint = next;
+            answer = ask(endpoint.clone()).await;
+        };
         let Some((endpoint, accepted)) = chosen else {
             let error = ActorError::EndpointsFailed {
                 service: wanted.service.to_string(),
