@@ -63,15 +63,64 @@ pub struct RegistryReport {
     pub expired_during_downtime: usize,
 }
 
+/// The registrations as they are now, and the round robin's place: written only by the
+/// actor (after each durable change), read by selection from any thread. A Request's
+/// selection then costs a lock instead of a round trip through the actor's thread.
+#[derive(Debug, Default)]
+struct Directory {
+    services: BTreeMap<ServiceName, ServiceState>,
+    endpoints: BTreeMap<EndpointName, EndpointState>,
+    round_robin: RoundRobin,
+}
+
+impl Directory {
+    /// The endpoints to try for a request, the round robin's choice first.
+    fn select(
+        &mut self,
+        name: &ServiceName,
+        labels: &Labels,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EndpointState>, ActorError> {
+        let service = self
+            .services
+            .get(name)
+            .ok_or_else(|| ActorError::UnknownService(name.to_string()))?;
+        let found = candidates(&service.service, labels, self.endpoints.values(), now);
+        let ordered = self.round_robin.order(name.as_str(), found);
+        if ordered.is_empty() {
+            return Err(ActorError::NoEndpoint {
+                service: name.to_string(),
+                labels: labels.clone(),
+            });
+        }
+        Ok(ordered.into_iter().map(|c| c.endpoint.clone()).collect())
+    }
+}
+
+type SharedDirectory = Arc<std::sync::Mutex<Directory>>;
+
+fn lock(directory: &SharedDirectory) -> std::sync::MutexGuard<'_, Directory> {
+    // A panic aborts the process (crash-only), so a poisoned lock cannot be observed.
+    directory.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct RegistryActor {
     journal: Journal,
     clock: Arc<dyn Clock>,
     config: RegistryConfig,
-    services: BTreeMap<ServiceName, ServiceState>,
-    endpoints: BTreeMap<EndpointName, EndpointState>,
+    directory: SharedDirectory,
     timers: HashMap<EndpointName, SpawnHandle>,
-    round_robin: RoundRobin,
     watchers: broadcast::Sender<RegistryChange>,
+}
+
+impl RegistryActor {
+    fn service(&self, name: &ServiceName) -> Option<ServiceState> {
+        lock(&self.directory).services.get(name).cloned()
+    }
+
+    fn endpoint(&self, name: &EndpointName) -> Option<EndpointState> {
+        lock(&self.directory).endpoints.get(name).cloned()
+    }
 }
 
 impl Actor for RegistryActor {
@@ -142,12 +191,15 @@ impl RegistryActor {
 
     fn service_changed(&mut self, state: ServiceState) {
         let deleted = !state.registered;
+        let mut directory = lock(&self.directory);
         if deleted {
-            self.services.remove(&state.service.name);
+            directory.services.remove(&state.service.name);
         } else {
-            self.services
+            directory
+                .services
                 .insert(state.service.name.clone(), state.clone());
         }
+        drop(directory);
         let _ = self
             .watchers
             .send(RegistryChange::Service { state, deleted });
@@ -160,11 +212,12 @@ impl RegistryActor {
         }
         let deleted = !state.is_registered();
         if deleted {
-            self.endpoints.remove(&name);
-            self.round_robin.forget(name.as_str());
+            let mut directory = lock(&self.directory);
+            directory.endpoints.remove(&name);
+            directory.round_robin.forget(name.as_str());
         } else {
             self.arm_timer(&state, ctx);
-            self.endpoints.insert(name, state.clone());
+            lock(&self.directory).endpoints.insert(name, state.clone());
         }
         let _ = self
             .watchers
@@ -185,7 +238,7 @@ impl RegistryActor {
     }
 
     fn expire(&mut self, name: EndpointName, ctx: &mut Context<Self>) {
-        let state = self.endpoints.get(&name).cloned();
+        let state = self.endpoint(&name);
         let events = expire_endpoint(state.as_ref(), self.clock.now());
         let expiring = !events.is_empty();
         let step = self.commit(state, events, Causation::default());
@@ -220,7 +273,8 @@ impl Handler<Load> for RegistryActor {
                 match decode_row(&row)? {
                     Registered::Service(state) => {
                         report.services += 1;
-                        act.services.insert(state.service.name.clone(), state);
+                        let name = state.service.name.clone();
+                        lock(&act.directory).services.insert(name, state);
                     }
                     Registered::Endpoint(state) => {
                         report.endpoints += 1;
@@ -229,7 +283,8 @@ impl Handler<Load> for RegistryActor {
                         }
                         // Expired ones fire at once, through the same path as a live expiry.
                         act.arm_timer(&state, ctx);
-                        act.endpoints.insert(state.spec.name.clone(), state);
+                        let name = state.spec.name.clone();
+                        lock(&act.directory).endpoints.insert(name, state);
                     }
                 }
             }
@@ -339,7 +394,7 @@ impl Handler<RegisterService> for RegistryActor {
 
     fn handle(&mut self, msg: RegisterService, _: &mut Context<Self>) -> Self::Result {
         let RegisterService(service, causation) = msg;
-        let state = self.services.get(&service.name).cloned();
+        let state = self.service(&service.name);
         let events = match register_service(state.as_ref(), &service, self.clock.now()) {
             Ok(events) => events,
             Err(e) => return refused(e.into()),
@@ -361,7 +416,7 @@ impl Handler<UnregisterService> for RegistryActor {
 
     fn handle(&mut self, msg: UnregisterService, _: &mut Context<Self>) -> Self::Result {
         let UnregisterService(name, causation) = msg;
-        let state = self.services.get(&name).cloned();
+        let state = self.service(&name);
         let events = unregister_service(state.as_ref(), self.clock.now());
         let step = self.commit(state, events, causation);
         AtomicResponse::new(Box::pin(step.map(|done, _, _| done.map(drop))))
@@ -378,7 +433,7 @@ impl Handler<RegisterEndpoint> for RegistryActor {
 
     fn handle(&mut self, msg: RegisterEndpoint, _: &mut Context<Self>) -> Self::Result {
         let RegisterEndpoint(spec, until, causation) = msg;
-        let state = self.endpoints.get(&spec.name).cloned();
+        let state = self.endpoint(&spec.name);
         let lifetime = chrono::Duration::from_std(self.config.default_endpoint_lifetime)
             .unwrap_or(chrono::Duration::MAX);
         let now = self.clock.now();
@@ -403,7 +458,7 @@ impl Handler<UnregisterEndpoint> for RegistryActor {
 
     fn handle(&mut self, msg: UnregisterEndpoint, _: &mut Context<Self>) -> Self::Result {
         let UnregisterEndpoint(name, causation) = msg;
-        let state = self.endpoints.get(&name).cloned();
+        let state = self.endpoint(&name);
         let events = unregister_endpoint(state.as_ref(), self.clock.now());
         let step = self.commit(state, events, causation);
         AtomicResponse::new(Box::pin(step.map(|done, _, _| done.map(drop))))
@@ -419,39 +474,10 @@ impl Handler<Snapshot> for RegistryActor {
     type Result = MessageResult<Snapshot>;
 
     fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
-        let services = self.services.values().cloned().collect();
-        let endpoints = self.endpoints.values().cloned().collect();
+        let directory = lock(&self.directory);
+        let services = directory.services.values().cloned().collect();
+        let endpoints = directory.endpoints.values().cloned().collect();
         MessageResult((services, endpoints, self.watchers.subscribe()))
-    }
-}
-
-/// Asks which endpoints to try, in order, for a request for `service` with `labels`.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<EndpointState>, ActorError>")]
-struct Select(ServiceName, Labels);
-
-impl Handler<Select> for RegistryActor {
-    type Result = Result<Vec<EndpointState>, ActorError>;
-
-    fn handle(&mut self, Select(name, labels): Select, _: &mut Context<Self>) -> Self::Result {
-        let service = self
-            .services
-            .get(&name)
-            .ok_or_else(|| ActorError::UnknownService(name.to_string()))?;
-        let found = candidates(
-            &service.service,
-            &labels,
-            self.endpoints.values(),
-            self.clock.now(),
-        );
-        let ordered = self.round_robin.order(name.as_str(), found);
-        if ordered.is_empty() {
-            return Err(ActorError::NoEndpoint {
-                service: name.to_string(),
-                labels,
-            });
-        }
-        Ok(ordered.into_iter().map(|c| c.endpoint.clone()).collect())
     }
 }
 
@@ -459,6 +485,8 @@ impl Handler<Select> for RegistryActor {
 #[derive(Debug, Clone)]
 pub struct RegistryHandle {
     addr: Addr<RegistryActor>,
+    directory: SharedDirectory,
+    clock: Arc<dyn Clock>,
 }
 
 impl RegistryHandle {
@@ -470,18 +498,19 @@ impl RegistryHandle {
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, RegistryReport), ActorError> {
         let (watchers, _) = broadcast::channel(WATCH_BUFFER);
+        let directory = SharedDirectory::default();
         let actor = RegistryActor {
             journal,
-            clock,
+            clock: clock.clone(),
             config,
-            services: BTreeMap::new(),
-            endpoints: BTreeMap::new(),
+            directory: directory.clone(),
             timers: HashMap::new(),
-            round_robin: RoundRobin::default(),
             watchers,
         };
         let handle = Self {
             addr: actor.start(),
+            directory,
+            clock,
         };
         let report = handle.addr.send(Load).await??;
         Ok((handle, report))
@@ -543,6 +572,6 @@ impl RegistryHandle {
         service: ServiceName,
         labels: Labels,
     ) -> Result<Vec<EndpointState>, ActorError> {
-        self.addr.send(Select(service, labels)).await?
+        lock(&self.directory).select(&service, &labels, self.clock.now())
     }
 }

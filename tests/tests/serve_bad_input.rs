@@ -626,10 +626,19 @@ async fn a_log_that_cannot_be_written_fails_requests_unavailable_acknowledges_no
     assert_eq!(full.request.code(), Code::Unavailable, "{:?}", full.request);
     assert!(full.request.message().contains("log"), "{:?}", full.request);
     assert_eq!(full.close.code(), Code::Unavailable, "{:?}", full.close);
+    // The first endpoint is asked while `Requested` commits; when the commit fails, the
+    // endpoint is told to close what it accepted.
+    let seen = full.endpoint.seen();
     assert_eq!(
-        full.endpoint.seen().requests.len(),
-        1,
-        "the endpoint is not asked before Requested is recorded"
+        seen.requests.len(),
+        2,
+        "the established vWire and the refused one"
+    );
+    let refused_at_endpoint = seen.requests[1].connection.as_ref().unwrap().id.clone();
+    assert!(
+        seen.closes.iter().any(|c| c.id == refused_at_endpoint),
+        "the endpoint was not told to close the refused vWire: {:?}",
+        seen.closes
     );
     // The refused Close may already have told the endpoint: teardown tells it before it
     // records the end, and Close is idempotent at the endpoint.
