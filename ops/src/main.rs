@@ -6,6 +6,7 @@
 
 mod bench;
 mod endpoint;
+mod listen;
 mod logging;
 mod output;
 mod request;

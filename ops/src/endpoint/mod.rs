@@ -23,7 +23,6 @@
 
 mod cidr;
 mod ipam;
-mod listen;
 mod log;
 mod monitor;
 mod path;
@@ -45,10 +44,10 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tonic::service::Routes;
 
 use self::cidr::Cidr;
-use self::listen::Listener;
 use self::log::IpamLog;
 use self::registration::Registration;
 use self::service::Endpoint;
+use crate::listen::Listener;
 
 pub(crate) use self::service::MAX_INTERFACE_NAME;
 

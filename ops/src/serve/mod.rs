@@ -13,7 +13,6 @@
 
 mod config;
 mod hop;
-mod listen;
 pub(crate) mod monitor;
 mod network_service;
 pub(crate) mod registry;
@@ -38,6 +37,7 @@ use nsm_proto::registry::network_service_registry_server::NetworkServiceRegistry
 use tokio::sync::watch;
 use tonic::service::Routes;
 
+use crate::listen::Listener;
 pub(crate) use config::ServeArgs;
 use config::{DataplaneKind, ServeConfig};
 
@@ -140,12 +140,12 @@ async fn routes(
 async fn serve(config: &ServeConfig, routes: Routes) -> anyhow::Result<()> {
     let mut bound = Vec::new();
     for url in &config.listen {
-        bound.push(listen::bind(url).await?);
+        bound.push(Listener::bind(url).await?);
     }
     let (stop, stopped) = watch::channel(false);
     let mut servers = Vec::new();
     for listener in bound {
-        tracing::info!(node = %config.node, address = %listener.describe(), "serving");
+        tracing::info!(node = %config.node, address = %listener.url(), "serving");
         let mut stopped = stopped.clone();
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;

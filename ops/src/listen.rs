@@ -1,4 +1,5 @@
-//! Binding the endpoint's listener (`unix:///path` or `tcp://host:port`) and serving on it.
+//! Binding a gRPC listener (`unix:///path` or `tcp://host:port`) and serving on it: the
+//! node's (`nsm serve`, one per `--listen`) and the sample endpoint's.
 
 use std::future::Future;
 use std::os::unix::fs::FileTypeExt as _;
@@ -30,6 +31,10 @@ impl Listener {
     pub(crate) async fn bind(url: &PeerUrl) -> anyhow::Result<Self> {
         match url {
             PeerUrl::Unix(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {} for {url}", dir.display()))?;
+                }
                 remove_stale_socket(path).await?;
                 let listener =
                     UnixListener::bind(path).with_context(|| format!("cannot listen on {url}"))?;
