@@ -1,19 +1,22 @@
 //! The Manager: the node's directory of live vWires, and start-up replay.
 //!
-//! It starts one VWire actor per live vWire, spread over a fixed set of arbiters, and routes
-//! callers to them; callers then talk to the VWire directly, so the Manager never waits on a
-//! vWire's I/O. It restarts a VWire that stopped because its state may be behind the log.
+//! The [`Directory`] finds the actor of a vWire, or starts one on the next of a fixed set of
+//! arbiters; it is shared with every [`ManagerHandle`], so routing a call costs a lock, and
+//! callers then talk to the VWire directly. The Manager actor itself forgets actors that
+//! stopped and restarts a VWire whose state may be behind the log.
 //!
 //! Start-up replay: read the `live_vwires` projection, start an actor for each row (folding
 //! the stream from the log instead if the row does not decode), and let each actor expire at
 //! once if its deadline passed while the node was down, or re-arm its timer otherwise.
-//! Nothing is routed until replay has finished (`ctx.wait`), and [`ManagerHandle::start`]
-//! returns only then.
+//! [`ManagerHandle::start`] returns only once replay has finished, so no call is routed
+//! before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
+use actix_rt::ArbiterHandle;
 use chrono::{DateTime, Utc};
 use nsm_events::clock::Clock;
 use nsm_events::store::Causation;
@@ -26,7 +29,7 @@ use crate::journal::Journal;
 use crate::mesh::{ConnectRequest, Mesh};
 use crate::vwire::{Boot, StopCause, VWireActor, VWireHandle, VWireStopped};
 
-/// Route requests the Manager may have queued before callers wait.
+/// Messages (stopped actors, replay) the Manager may have queued.
 const MAILBOX_CAPACITY: usize = 4096;
 
 /// How the Manager runs.
@@ -61,34 +64,71 @@ pub struct ReplayReport {
     pub duration: std::time::Duration,
 }
 
-pub(crate) struct Manager {
+/// Where vWire actors are found and started. Shared by the Manager and every handle, so
+/// that routing a call to a vWire costs a lock rather than a round trip through the
+/// Manager's thread; an actor is started from any thread by handing it to an arbiter.
+pub(crate) struct Directory {
+    actors: std::sync::Mutex<HashMap<VWireId, Addr<VWireActor>>>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
     journal: Journal,
     clock: Arc<dyn Clock>,
     mesh: Option<Arc<Mesh>>,
-    arbiters: Vec<Arbiter>,
-    next_arbiter: usize,
-    directory: HashMap<VWireId, Addr<VWireActor>>,
+    manager: Recipient<VWireStopped>,
     started_at: DateTime<Utc>,
 }
 
-impl Manager {
-    fn spawn(&mut self, id: VWireId, boot: Boot, ctx: &mut Context<Self>) -> Addr<VWireActor> {
+impl Directory {
+    fn actors(&self) -> std::sync::MutexGuard<'_, HashMap<VWireId, Addr<VWireActor>>> {
+        // A panic aborts the process (crash-only), so a poisoned lock cannot be observed.
+        self.actors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The running actor of `id`, or a new one started with `boot`.
+    fn route(&self, id: VWireId, boot: impl FnOnce() -> Boot) -> Addr<VWireActor> {
+        let mut actors = self.actors();
+        if let Some(addr) = actors.get(&id).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        let addr = self.start(id, boot());
+        actors.insert(id, addr.clone());
+        addr
+    }
+
+    /// Starts an actor for `id` (replacing any entry), on the next arbiter in turn.
+    fn spawn(&self, id: VWireId, boot: Boot) -> Addr<VWireActor> {
+        let addr = self.start(id, boot);
+        self.actors().insert(id, addr.clone());
+        addr
+    }
+
+    fn start(&self, id: VWireId, boot: Boot) -> Addr<VWireActor> {
         let journal = self.journal.clone();
         let clock = self.clock.clone();
         let mesh = self.mesh.clone();
-        let manager = ctx.address().recipient();
+        let manager = self.manager.clone();
         let started_at = self.started_at;
-        let make = move || VWireActor::new(id, boot, journal, clock, mesh, manager, started_at);
-        let addr = if self.arbiters.is_empty() {
-            make().start()
-        } else {
-            let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
-            self.next_arbiter = self.next_arbiter.wrapping_add(1);
-            VWireActor::start_in_arbiter(&arbiter.handle(), move |_| make())
-        };
-        self.directory.insert(id, addr.clone());
-        addr
+        let turn = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
+        let arbiter = &self.arbiters[turn % self.arbiters.len()];
+        VWireActor::start_in_arbiter(arbiter, move |_| {
+            VWireActor::new(id, boot, journal, clock, mesh, manager, started_at)
+        })
     }
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("actors", &self.actors().len())
+            .field("arbiters", &self.arbiters.len())
+            .finish()
+    }
+}
+
+pub(crate) struct Manager {
+    directory: Arc<Directory>,
+    /// The arbiters this Manager made (none when the vWires share its own).
+    owned_arbiters: Vec<Arbiter>,
 }
 
 impl Actor for Manager {
@@ -99,42 +139,23 @@ impl Actor for Manager {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        for arbiter in &self.arbiters {
+        for arbiter in &self.owned_arbiters {
             arbiter.stop();
         }
-    }
-}
-
-/// Asks for the actor of a vWire, starting one (which loads it from the log) if none runs.
-#[derive(Message)]
-#[rtype(result = "Addr<VWireActor>")]
-struct Route {
-    id: VWireId,
-    /// The caller minted the id just now: there is no history to load.
-    fresh: bool,
-}
-
-impl Handler<Route> for Manager {
-    type Result = MessageResult<Route>;
-
-    fn handle(&mut self, Route { id, fresh }: Route, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(addr) = self.directory.get(&id).filter(|a| a.connected()) {
-            return MessageResult(addr.clone());
-        }
-        let boot = if fresh { Boot::New } else { Boot::Load };
-        MessageResult(self.spawn(id, boot, ctx))
     }
 }
 
 impl Handler<VWireStopped> for Manager {
     type Result = ();
 
-    fn handle(&mut self, msg: VWireStopped, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: VWireStopped, _: &mut Context<Self>) {
         // A newer actor may already serve this id; only forget the one that stopped.
-        if self.directory.get(&msg.id) == Some(&msg.addr) {
-            self.directory.remove(&msg.id);
+        let mut actors = self.directory.actors();
+        if actors.get(&msg.id) == Some(&msg.addr) {
+            actors.remove(&msg.id);
+            drop(actors);
             if msg.cause == StopCause::Rebuild {
-                self.spawn(msg.id, Boot::Load, ctx);
+                self.directory.spawn(msg.id, Boot::Load);
             }
         }
     }
@@ -149,7 +170,7 @@ impl Handler<ListLive> for Manager {
     type Result = MessageResult<ListLive>;
 
     fn handle(&mut self, _: ListLive, _: &mut Context<Self>) -> Self::Result {
-        let mut ids: Vec<VWireId> = self.directory.keys().copied().collect();
+        let mut ids: Vec<VWireId> = self.directory.actors().keys().copied().collect();
         ids.sort();
         MessageResult(ids)
     }
@@ -165,11 +186,11 @@ impl Handler<Replay> for Manager {
 
     fn handle(&mut self, _: Replay, ctx: &mut Context<Self>) -> Self::Result {
         let began = Instant::now();
-        let journal = self.journal.clone();
+        let journal = self.directory.journal.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        // `wait`: no Route is served until every live vWire has its actor.
+        // `wait`: nothing else is handled until every live vWire has its actor.
         ctx.wait(async move { journal.live_rows().await }.into_actor(self).then(
-            move |rows, act, ctx| {
+            move |rows, act, _| {
                 let outcome = rows.map_err(ActorError::from).map(|rows| {
                     let mut report = ReplayReport {
                         live: rows.len(),
@@ -179,7 +200,7 @@ impl Handler<Replay> for Manager {
                         let Some(id) = VWireId::from_stream(&row.stream) else { continue };
                         let boot = match decode_row(&row) {
                             Ok(state) => {
-                                if state.expires_at <= act.started_at {
+                                if state.expires_at <= act.directory.started_at {
                                     report.expired_during_downtime += 1;
                                 }
                                 Boot::Known(Box::new(state))
@@ -190,7 +211,7 @@ impl Handler<Replay> for Manager {
                                 Boot::Load
                             }
                         };
-                        act.spawn(id, boot, ctx);
+                        act.directory.spawn(id, boot);
                     }
                     report.duration = began.elapsed();
                     report
@@ -207,6 +228,7 @@ impl Handler<Replay> for Manager {
 #[derive(Debug, Clone)]
 pub struct ManagerHandle {
     addr: Addr<Manager>,
+    directory: Arc<Directory>,
 }
 
 impl ManagerHandle {
@@ -220,19 +242,34 @@ impl ManagerHandle {
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, ReplayReport), ActorError> {
         let started_at = clock.now();
-        let arbiters = (0..config.arbiters).map(|_| Arbiter::new()).collect();
-        let manager = Manager {
-            journal,
-            clock,
-            mesh: config.mesh,
-            arbiters,
-            next_arbiter: 0,
-            directory: HashMap::new(),
-            started_at,
+        let owned_arbiters: Vec<Arbiter> = (0..config.arbiters).map(|_| Arbiter::new()).collect();
+        let arbiters = if owned_arbiters.is_empty() {
+            vec![Arbiter::current()]
+        } else {
+            owned_arbiters.iter().map(Arbiter::handle).collect()
         };
-        let handle = Self {
-            addr: manager.start(),
+        let mut shared = None;
+        let addr = Manager::create(|ctx| {
+            let directory = Arc::new(Directory {
+                actors: std::sync::Mutex::default(),
+                arbiters,
+                next_arbiter: AtomicUsize::new(0),
+                journal,
+                clock,
+                mesh: config.mesh,
+                manager: ctx.address().recipient(),
+                started_at,
+            });
+            shared = Some(directory.clone());
+            Manager {
+                directory,
+                owned_arbiters,
+            }
+        });
+        let Some(directory) = shared else {
+            return Err(ActorError::Stopped);
         };
+        let handle = Self { addr, directory };
         let report = handle.addr.send(Replay).await??;
         tracing::info!(
             live = report.live,
@@ -246,7 +283,7 @@ impl ManagerHandle {
 
     /// The vWire's actor (started and loaded from the log if it is not running).
     pub async fn vwire(&self, id: VWireId) -> Result<VWireHandle, ActorError> {
-        let addr = self.addr.send(Route { id, fresh: false }).await?;
+        let addr = self.directory.route(id, || Boot::Load);
         Ok(VWireHandle::new(id, addr))
     }
 
@@ -255,7 +292,7 @@ impl ManagerHandle {
     /// its first append would meet the stream's real version, and the actor would rebuild
     /// from the log.
     async fn fresh_vwire(&self, id: VWireId) -> Result<VWireHandle, ActorError> {
-        let addr = self.addr.send(Route { id, fresh: true }).await?;
+        let addr = self.directory.route(id, || Boot::New);
         Ok(VWireHandle::new(id, addr))
     }
 
