@@ -58,6 +58,10 @@ pub enum StoreError {
     /// SQLite failed a read or a write. For an append, nothing was written.
     #[error("database error: {0}")]
     Database(#[source] Arc<sqlx::Error>),
+
+    /// SQLite failed a write of the journal writer. Nothing of the failed batch was written.
+    #[error("database error: {0}")]
+    Write(#[source] Arc<rusqlite::Error>),
 }
 
 impl StoreError {
@@ -70,6 +74,12 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Database(Arc::new(e))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Write(Arc::new(e))
     }
 }
 

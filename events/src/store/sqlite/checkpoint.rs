@@ -16,10 +16,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sqlx::{Row, SqliteConnection};
+use rusqlite::Connection;
 use tokio::time::Instant;
-
-use super::writer::execute;
 
 /// How long a TRUNCATE checkpoint may wait for old readers before the writer moves on.
 const CHECKPOINT_WAIT: Duration = Duration::from_millis(200);
@@ -48,7 +46,7 @@ impl WalGuard {
     }
 
     /// Called after each batch: a stat of the WAL file, and a checkpoint if it is too big.
-    pub(crate) async fn after_commit(&mut self, conn: &mut SqliteConnection) {
+    pub(crate) fn after_commit(&mut self, conn: &Connection) {
         let size = std::fs::metadata(&self.wal_path).map_or(0, |m| m.len());
         if size <= self.limit_bytes {
             return;
@@ -56,7 +54,7 @@ impl WalGuard {
         if self.next_attempt.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        match self.truncate(conn).await {
+        match self.truncate(conn) {
             Ok(true) => {
                 tracing::debug!(wal_bytes = size, "WAL checkpointed and truncated");
                 self.backoff = CHECKPOINT_WAIT;
@@ -77,29 +75,17 @@ impl WalGuard {
     }
 
     /// Runs `wal_checkpoint(TRUNCATE)` with a short busy wait. True if it completed.
-    async fn truncate(&self, conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
-        execute(
-            conn,
-            &format!("PRAGMA busy_timeout = {}", CHECKPOINT_WAIT.as_millis()),
-        )
-        .await?;
-        let result = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(&mut *conn)
-            .await;
-        execute(
-            conn,
-            &format!("PRAGMA busy_timeout = {}", self.busy_timeout.as_millis()),
-        )
-        .await?;
-        let busy: i64 = result?.try_get(0)?;
-        Ok(busy == 0)
+    fn truncate(&self, conn: &Connection) -> rusqlite::Result<bool> {
+        conn.busy_timeout(CHECKPOINT_WAIT)?;
+        let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            row.get::<_, i64>(0)
+        });
+        conn.busy_timeout(self.busy_timeout)?;
+        Ok(result? == 0)
     }
 
     /// Before the writer closes: fold the WAL into the database so the file stands alone.
-    pub(crate) async fn checkpoint_on_close(
-        &self,
-        conn: &mut SqliteConnection,
-    ) -> Result<bool, sqlx::Error> {
-        self.truncate(conn).await
+    pub(crate) fn checkpoint_on_close(&self, conn: &Connection) -> rusqlite::Result<bool> {
+        self.truncate(conn)
     }
 }

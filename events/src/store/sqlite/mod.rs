@@ -1,8 +1,11 @@
 //! The durable event store on SQLite.
 //!
-//! * One writer connection, owned by the journal writer task ([`writer`]): `BEGIN IMMEDIATE`,
-//!   group commit, `synchronous=FULL`. An append resolves only after its batch is fsynced.
-//! * A pool of read-only connections for every read; in WAL mode they never block the
+//! * One writer connection, owned by the journal writer's own thread ([`writer`]):
+//!   `BEGIN IMMEDIATE`, group commit, `synchronous=FULL`, and an exclusive lock on the file
+//!   so that no second writer runs. An append resolves only after its batch is fsynced. The
+//!   writer uses rusqlite directly, so a batch's statements run without thread hand-offs;
+//!   opening, migrations and every read go through sqlx.
+//! * A pool of read-only connections (sqlx) for every read; in WAL mode they never block the
 //!   writer, and the writer never blocks them.
 //! * The WAL is kept bounded ([`checkpoint`]).
 //!
@@ -25,8 +28,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqlitePoolOptions;
+use std::thread::JoinHandle;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 pub use open::known_schema_version;
 pub use writer::{WriterCounts, WriterStats};
@@ -109,6 +112,11 @@ impl SqliteStore {
         open::migrate(&path, &mut conn).await?;
         open::require_wal(&path, &mut conn).await?;
         let (head, last_recorded_at) = read_head(&path, &mut conn).await?;
+        // sqlx prepared the file; the writer writes through a connection of its own thread.
+        sqlx::Connection::close(conn)
+            .await
+            .map_err(|e| open::open_error(&path, e))?;
+        let conn = open::writer_connection(&path, options.busy_timeout, options.wal_limit_bytes)?;
 
         let readers = reader_pool(&path, &options).await?;
         let (head_tx, head_rx) = watch::channel(head);
@@ -124,7 +132,15 @@ impl SqliteStore {
             stats: stats.clone(),
             _lock: lock,
         };
-        let task = tokio::spawn(writer.run(queue_rx));
+        let task = std::thread::Builder::new()
+            .name("nsm-journal".into())
+            .spawn(move || writer.run(queue_rx))
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                problem: crate::error::OpenProblem::Sqlite(format!(
+                    "cannot start the writer thread: {e}"
+                )),
+            })?;
         tracing::info!(path = %path.display(), head = head.0, "event log open");
         Ok(Self::from_parts(
             path,
@@ -214,7 +230,8 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.sender_slot().take();
         if let Some(task) = self.shared.writer.lock().await.take() {
-            let _ = task.await;
+            // The writer finishes its last batch and checkpoints; wait off the runtime.
+            let _ = tokio::task::spawn_blocking(move || task.join()).await;
         }
         self.shared.readers.close().await;
     }

@@ -129,6 +129,38 @@ pub(crate) fn writer_options(
         .pragma("journal_size_limit", wal_limit_bytes.to_string())
 }
 
+/// The journal writer's own connection (rusqlite, used from the writer's thread), opened
+/// after `connect`/`migrate` prepared the file, with the same pragmas as
+/// [`writer_options`].
+pub(crate) fn writer_connection(
+    path: &Path,
+    busy_timeout: Duration,
+    wal_limit_bytes: u64,
+) -> Result<rusqlite::Connection, StoreError> {
+    let fail = |e: rusqlite::Error| StoreError::Open {
+        path: path.to_owned(),
+        problem: OpenProblem::Sqlite(e.to_string()),
+    };
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(fail)?;
+    conn.busy_timeout(busy_timeout).map_err(fail)?;
+    // journal_mode is WAL already (`require_wal` checked it; it persists in the file).
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(fail)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(fail)?;
+    // These two answer with their new value, which `pragma_update` would refuse.
+    conn.pragma_update_and_check(None, "wal_autocheckpoint", 1000, |_| Ok(()))
+        .map_err(fail)?;
+    let limit = i64::try_from(wal_limit_bytes).unwrap_or(i64::MAX);
+    conn.pragma_update_and_check(None, "journal_size_limit", limit, |_| Ok(()))
+        .map_err(fail)?;
+    // Statements are prepared once and reused (the multi-row inserts come in many sizes).
+    conn.set_prepared_statement_cache_capacity(512);
+    Ok(conn)
+}
+
 /// Options of a read-only connection (readers and operator tools).
 pub(crate) fn reader_options(path: &Path, busy_timeout: Duration) -> SqliteConnectOptions {
     connect_options(path, busy_timeout).read_only(true)

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -51,7 +52,7 @@ const INSERTED_SINCE: &str =
 const HEAD: &str = "SELECT coalesce(max(position), 0) FROM events";
 
 /// An append's result, or an error that fails the whole batch.
-type Outcome = Result<Result<Appended, StoreError>, sqlx::Error>;
+type Outcome = Result<Result<Appended, StoreError>, rusqlite::Error>;
 
 /// Counters of the writer's work since the store was opened (for benchmarks and metrics).
 #[derive(Debug, Default)]
@@ -84,7 +85,10 @@ impl WriterStats {
 
 pub(crate) struct Writer {
     pub(crate) path: PathBuf,
-    pub(crate) conn: SqliteConnection,
+    /// The only write connection, used from the writer's own thread: each statement runs
+    /// here, with no hand-off to another thread (sqlx ran every statement on a worker thread
+    /// of its own, two thread wake-ups per statement, four statements per commit).
+    pub(crate) conn: Connection,
     pub(crate) head: watch::Sender<Position>,
     pub(crate) max_batch: usize,
     pub(crate) wal: WalGuard,
@@ -96,44 +100,52 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Serves appends until every sender is gone, then closes the connection.
-    pub(crate) async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+    /// Serves appends until every sender is gone, then closes the connection. Runs on a
+    /// thread of its own (it blocks on SQLite): everything queued meanwhile is one batch.
+    pub(crate) fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(self.max_batch);
-        while queue.recv_many(&mut batch, self.max_batch).await > 0 {
-            self.commit_batch(std::mem::take(&mut batch)).await;
-            self.wal.after_commit(&mut self.conn).await;
+        while let Some(job) = queue.blocking_recv() {
+            batch.push(job);
+            while batch.len() < self.max_batch {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(std::mem::take(&mut batch));
+            self.wal.after_commit(&self.conn);
         }
-        if let Err(e) = self.wal.checkpoint_on_close(&mut self.conn).await {
+        if let Err(e) = self.wal.checkpoint_on_close(&self.conn) {
             tracing::warn!(path = %self.path.display(), error = %e, "final WAL checkpoint failed");
         }
-        if let Err(e) = sqlx::Connection::close(self.conn).await {
+        if let Err((_, e)) = self.conn.close() {
             tracing::warn!(path = %self.path.display(), error = %e, "closing the event log failed");
         }
     }
 
-    async fn commit_batch(&mut self, jobs: Vec<Job>) {
+    fn commit_batch(&mut self, jobs: Vec<Job>) {
         let (requests, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let now = Utc::now().max(self.last_recorded_at);
         let recorded_at = format_timestamp(now);
 
-        if let Err(e) = execute(&mut self.conn, "BEGIN IMMEDIATE").await {
+        if let Err(e) = execute(&self.conn, "BEGIN IMMEDIATE") {
             // Clears a transaction a failed rollback may have left open, so the next batch
             // can begin.
-            self.rollback().await;
+            self.rollback();
             return answer_all(replies, &StoreError::from(e));
         }
-        let outcomes = match self.write_batch(&requests, &recorded_at).await {
+        let outcomes = match self.write_batch(&requests, &recorded_at) {
             Ok(outcomes) => outcomes,
             Err(e) => {
-                self.rollback().await;
+                self.rollback();
                 tracing::error!(path = %self.path.display(), error = %e, "append batch rolled back");
                 return answer_all(replies, &StoreError::from(e));
             }
         };
-        if let Err(e) = execute(&mut self.conn, "COMMIT").await {
-            self.rollback().await;
+        if let Err(e) = execute(&self.conn, "COMMIT") {
+            self.rollback();
             tracing::error!(path = %self.path.display(), error = %e, "COMMIT failed; outcome unknown");
-            self.republish_head().await;
+            self.republish_head();
             let unknown = StoreError::OutcomeUnknown(format!("COMMIT failed: {e}"));
             for (outcome, reply) in outcomes.into_iter().zip(replies) {
                 // Appends that wrote nothing (conflicts, retries) are settled either way.
@@ -176,15 +188,14 @@ impl Writer {
 
     /// Writes every append of the batch, wave by wave (see [`super::wave`]). An `Err` fails
     /// the whole batch; refusals of single appends are in the returned outcomes.
-    async fn write_batch(
+    fn write_batch(
         &mut self,
         requests: &[AppendRequest],
         recorded_at: &str,
-    ) -> Result<Vec<Result<Appended, StoreError>>, sqlx::Error> {
+    ) -> rusqlite::Result<Vec<Result<Appended, StoreError>>> {
         let mut outcomes: Vec<Option<Result<Appended, StoreError>>> = vec![None; requests.len()];
         for wave in wave::split_waves(requests) {
-            self.write_wave(requests, &wave, recorded_at, &mut outcomes)
-                .await?;
+            self.write_wave(requests, &wave, recorded_at, &mut outcomes)?;
         }
         Ok(outcomes
             .into_iter()
@@ -198,17 +209,16 @@ impl Writer {
 
     /// Writes one wave and settles each of its appends. Appends go in whole or not at all
     /// (see `wave::insert_sql`); one that did not is explained (a conflict, or a retry).
-    async fn write_wave(
+    fn write_wave(
         &mut self,
         requests: &[AppendRequest],
         wave: &[usize],
         recorded_at: &str,
         outcomes: &mut [Option<Result<Appended, StoreError>>],
-    ) -> Result<(), sqlx::Error> {
+    ) -> rusqlite::Result<()> {
         let mut inserted: HashMap<Uuid, (i64, i64)> = HashMap::new();
         for chunk in wave::chunks(requests, wave) {
-            self.insert_chunk(requests, &chunk, recorded_at, &mut inserted)
-                .await?;
+            self.insert_chunk(requests, &chunk, recorded_at, &mut inserted)?;
         }
         let written = |request: &AppendRequest| {
             request
@@ -224,7 +234,7 @@ impl Writer {
             // Cannot happen with the insert's checks; if it ever did, the whole batch is
             // rolled back rather than one append half-recorded.
             let stream = requests[i].stream.as_str();
-            return Err(sqlx::Error::Protocol(format!(
+            return Err(rusqlite::Error::InvalidParameterName(format!(
                 "append to {stream} went in partly; batch rolled back"
             )));
         }
@@ -232,7 +242,7 @@ impl Writer {
         for &i in wave {
             let request = &requests[i];
             if written(request) == 0 {
-                outcomes[i] = Some(self.explain_refusal(request).await?);
+                outcomes[i] = Some(self.explain_refusal(request)?);
                 continue;
             }
             let rows: Vec<(i64, i64)> = request.events.iter().map(|e| inserted[&e.id]).collect();
@@ -246,21 +256,21 @@ impl Writer {
                 deduplicated: false,
             }));
         }
-        self.project_many(&projected).await?;
+        self.project_many(&projected)?;
         Ok(())
     }
 
     /// One multi-row insert; records the position and version of each row that went in.
-    async fn insert_chunk(
+    fn insert_chunk(
         &mut self,
         requests: &[AppendRequest],
         chunk: &[usize],
         recorded_at: &str,
         inserted: &mut HashMap<Uuid, (i64, i64)>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> rusqlite::Result<()> {
         let rows: usize = chunk.iter().map(|&i| requests[i].events.len()).sum();
         let sql = wave::insert_sql(rows);
-        let mut query = sqlx::query(&sql);
+        let mut values: Vec<Value> = Vec::with_capacity(rows * 12);
         let mut ordinal = 0i64;
         for &i in chunk {
             let request = &requests[i];
@@ -268,29 +278,33 @@ impl Writer {
             let siblings = sibling_ids(request);
             for (offset, event) in (1i64..).zip(&request.events) {
                 ordinal += 1;
-                query = query
-                    .bind(event.id.hyphenated().to_string())
-                    .bind(request.stream.as_str())
-                    .bind(expected)
-                    .bind(offset)
-                    .bind(&event.event_type)
-                    .bind(i64::from(event.schema_version))
-                    .bind(recorded_at)
-                    .bind(event.causation.correlation_id.as_deref())
-                    .bind(event.causation.causation_id.as_deref())
-                    .bind(&event.payload)
-                    .bind(ordinal)
-                    .bind(siblings.clone());
+                values.extend([
+                    Value::Text(event.id.hyphenated().to_string()),
+                    Value::Text(request.stream.as_str().to_owned()),
+                    expected.map_or(Value::Null, Value::Integer),
+                    Value::Integer(offset),
+                    Value::Text(event.event_type.clone()),
+                    Value::Integer(i64::from(event.schema_version)),
+                    Value::Text(recorded_at.to_owned()),
+                    text_or_null(event.causation.correlation_id.as_deref()),
+                    text_or_null(event.causation.causation_id.as_deref()),
+                    Value::Text(event.payload.clone()),
+                    Value::Integer(ordinal),
+                    Value::Text(siblings.clone()),
+                ]);
             }
         }
-        let done = query.execute(&mut self.conn).await?;
-        let count = i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+        let done = self
+            .conn
+            .prepare_cached(&sql)?
+            .execute(params_from_iter(values))?;
+        let count = i64::try_from(done).unwrap_or(i64::MAX);
         if count == 0 {
             return Ok(());
         }
         // One writer, AUTOINCREMENT: the rows this statement inserted are exactly the
         // positions (last - count, last], in `ordinal` order.
-        let last = done.last_insert_rowid();
+        let last = self.conn.last_insert_rowid();
         let all_exact = chunk
             .iter()
             .all(|&i| requests[i].expected != ExpectedVersion::Any);
@@ -306,24 +320,33 @@ impl Writer {
             return Ok(());
         }
         // Some rows were refused, or versions were chosen by the log: read back what went in.
-        let written = sqlx::query(INSERTED_SINCE)
-            .bind(last - count)
-            .bind(last)
-            .fetch_all(&mut self.conn)
-            .await?;
+        let mut read_back = self.conn.prepare_cached(INSERTED_SINCE)?;
+        let written = read_back.query_map(params![last - count, last], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })?;
         for row in written {
-            let id: String = row.try_get(0)?;
-            let id = Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            inserted.insert(id, (row.try_get(1)?, row.try_get(2)?));
+            let (id, position, version) = row?;
+            let id = Uuid::parse_str(&id).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?;
+            inserted.insert(id, (position, version));
         }
         Ok(())
     }
 
     /// Applies the projection changes of a wave (streams are distinct within a wave).
-    async fn project_many(
+    fn project_many(
         &mut self,
         changes: &[(&StreamId, u64, &ProjectionChange)],
-    ) -> Result<(), sqlx::Error> {
+    ) -> rusqlite::Result<()> {
         let mut vwires = Vec::new();
         let mut registrations = Vec::new();
         let mut vwires_gone = Vec::new();
@@ -340,28 +363,35 @@ impl Writer {
         }
         for chunk in vwires.chunks(wave::MAX_ROWS) {
             let sql = wave::upsert_live_sql(chunk.len());
-            let mut query = sqlx::query(&sql);
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
             for (stream, version, row) in chunk {
-                query = query
-                    .bind(stream.as_str())
-                    .bind(to_sql(*version))
-                    .bind(&row.status)
-                    .bind(format_timestamp(row.expires_at))
-                    .bind(&row.state);
+                values.extend([
+                    Value::Text(stream.as_str().to_owned()),
+                    Value::Integer(to_sql(*version)),
+                    Value::Text(row.status.clone()),
+                    Value::Text(format_timestamp(row.expires_at)),
+                    Value::Text(row.state.clone()),
+                ]);
             }
-            query.execute(&mut self.conn).await?;
+            self.conn
+                .prepare_cached(&sql)?
+                .execute(params_from_iter(values))?;
         }
         for chunk in registrations.chunks(wave::MAX_ROWS) {
             let sql = wave::upsert_registration_sql(chunk.len());
-            let mut query = sqlx::query(&sql);
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
             for (stream, version, row) in chunk {
-                query = query
-                    .bind(stream.as_str())
-                    .bind(to_sql(*version))
-                    .bind(row.expires_at.map(format_timestamp))
-                    .bind(&row.state);
+                values.extend([
+                    Value::Text(stream.as_str().to_owned()),
+                    Value::Integer(to_sql(*version)),
+                    row.expires_at
+                        .map_or(Value::Null, |at| Value::Text(format_timestamp(at))),
+                    Value::Text(row.state.clone()),
+                ]);
             }
-            query.execute(&mut self.conn).await?;
+            self.conn
+                .prepare_cached(&sql)?
+                .execute(params_from_iter(values))?;
         }
         for (table, streams) in [
             ("live_vwires", vwires_gone),
@@ -369,31 +399,36 @@ impl Writer {
         ] {
             for chunk in streams.chunks(wave::MAX_ROWS) {
                 let sql = wave::delete_rows_sql(table, chunk.len());
-                let mut query = sqlx::query(&sql);
-                for stream in chunk {
-                    query = query.bind(stream.as_str());
-                }
-                query.execute(&mut self.conn).await?;
+                let streams = chunk.iter().map(|stream| stream.as_str());
+                self.conn
+                    .prepare_cached(&sql)?
+                    .execute(params_from_iter(streams))?;
             }
         }
         Ok(())
     }
 
     /// An append wrote nothing: it is a retry, reuses ids, or lost a version race.
-    async fn explain_refusal(&mut self, request: &AppendRequest) -> Outcome {
+    fn explain_refusal(&mut self, request: &AppendRequest) -> Outcome {
         let mut known = Vec::new();
         for event in &request.events {
-            let found = sqlx::query(FIND_EVENT)
-                .bind(event.id.hyphenated().to_string())
-                .fetch_optional(&mut self.conn)
-                .await?;
-            if let Some(row) = found {
-                let stream: String = row.try_get(1)?;
+            let found = self
+                .conn
+                .prepare_cached(FIND_EVENT)?
+                .query_row(params![event.id.hyphenated().to_string()], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })
+                .optional()?;
+            if let Some((position, stream, version)) = found {
                 known.push(KnownEvent {
                     id: event.id,
-                    position: Position(from_sql(row.try_get(0)?)),
+                    position: Position(from_sql(position)),
                     stream: StreamId::new(stream).unwrap_or_else(|_| request.stream.clone()),
-                    version: from_sql(row.try_get(2)?),
+                    version: from_sql(version),
                 });
             }
         }
@@ -402,10 +437,10 @@ impl Writer {
             Err(mismatch) => return Ok(Err(mismatch)),
             Ok(None) => {}
         }
-        let actual: i64 = sqlx::query_scalar(STREAM_VERSION)
-            .bind(request.stream.as_str())
-            .fetch_one(&mut self.conn)
-            .await?;
+        let actual: i64 = self
+            .conn
+            .prepare_cached(STREAM_VERSION)?
+            .query_row(params![request.stream.as_str()], |row| row.get(0))?;
         let expected = request.expected.as_version().unwrap_or(0);
         Ok(Err(StoreError::WrongExpectedVersion {
             stream: request.stream.clone(),
@@ -414,19 +449,16 @@ impl Writer {
         }))
     }
 
-    async fn rollback(&mut self) {
-        if let Err(e) = execute(&mut self.conn, "ROLLBACK").await {
+    fn rollback(&mut self) {
+        if let Err(e) = execute(&self.conn, "ROLLBACK") {
             // "no transaction is active" after SQLite already rolled back is expected.
             tracing::debug!(error = %e, "ROLLBACK after a failed batch");
         }
     }
 
     /// After a failed COMMIT the head is whatever the file says it is.
-    async fn republish_head(&mut self) {
-        match sqlx::query_scalar::<_, i64>(HEAD)
-            .fetch_one(&mut self.conn)
-            .await
-        {
+    fn republish_head(&mut self) {
+        match self.conn.query_row(HEAD, [], |row| row.get::<_, i64>(0)) {
             Ok(head) => {
                 self.head.send_replace(Position(from_sql(head)));
             }
@@ -453,8 +485,12 @@ fn sibling_ids(request: &AppendRequest) -> String {
     format!("[{}]", ids.join(","))
 }
 
-pub(crate) async fn execute(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(sql).execute(conn).await.map(drop)
+pub(crate) fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.execute_batch(sql)
+}
+
+fn text_or_null(text: Option<&str>) -> Value {
+    text.map_or(Value::Null, |t| Value::Text(t.to_owned()))
 }
 
 /// Versions and positions are below 2^63 in any log that fits on a disk.
