@@ -115,6 +115,16 @@ struct Mesh1 {
     store: MemoryStore,
 }
 
+impl Mesh1 {
+    /// A client's first Request for a new vWire `id` living a minute.
+    async fn request(&self, id: VWireId) -> Result<nsm_events::vwire::VWire, ActorError> {
+        let request = connect(id, support::MINUTE);
+        self.manager
+            .connect(id, request, Causation::default())
+            .await
+    }
+}
+
 /// A node on `store` whose service `secure-intranet` has endpoints `nse-1..=count`.
 async fn mesh(store: MemoryStore, count: u32, dataplane: Arc<dyn Dataplane>) -> Mesh1 {
     let clock: Arc<dyn Clock> = Arc::new(PausedClock::starting_at(origin()));
@@ -202,11 +212,7 @@ fn a_failing_endpoint_is_skipped_for_the_next_candidate() {
             .unwrap()
             .insert("unix:///run/nse-1.sock".into());
         let id = VWireId::new_random();
-        let vwire = mesh
-            .manager
-            .connect(id, connect(id, support::MINUTE), Causation::default())
-            .await
-            .unwrap();
+        let vwire = mesh.request(id).await.unwrap();
         assert_eq!(vwire.status, Status::Established);
         assert_eq!(vwire.connection.unwrap().endpoint.name, "nse-2");
         assert_eq!(vwire.path.segments.len(), 3, "client, node, endpoint");
@@ -227,11 +233,7 @@ fn when_every_endpoint_fails_the_vwire_is_recorded_failed_with_each_reason() {
             mesh.hop.down.lock().unwrap().insert(url);
         }
         let id = VWireId::new_random();
-        let refused = mesh
-            .manager
-            .connect(id, connect(id, support::MINUTE), Causation::default())
-            .await
-            .unwrap_err();
+        let refused = mesh.request(id).await.unwrap_err();
         let ActorError::EndpointsFailed { failures, .. } = &refused else {
             panic!("{refused}");
         };
@@ -279,11 +281,7 @@ fn a_dataplane_failure_fails_the_vwire_and_tells_the_endpoint_to_close() {
     run_paused(|| async {
         let mesh = mesh(MemoryStore::new(), 1, Arc::new(BrokenDataplane)).await;
         let id = VWireId::new_random();
-        let refused = mesh
-            .manager
-            .connect(id, connect(id, support::MINUTE), Causation::default())
-            .await
-            .unwrap_err();
+        let refused = mesh.request(id).await.unwrap_err();
         assert!(refused.to_string().contains("no such netns"), "{refused}");
         assert_eq!(events(&mesh.store, id).await, ["Requested", "Failed"]);
         let closes = mesh.hop.closes.lock().unwrap().clone();
@@ -301,10 +299,7 @@ fn expiry_and_close_tell_the_endpoint_and_record_the_unplumbing() {
         let expiring = VWireId::new_random();
         let closing = VWireId::new_random();
         for id in [expiring, closing] {
-            mesh.manager
-                .connect(id, connect(id, support::MINUTE), Causation::default())
-                .await
-                .unwrap();
+            mesh.request(id).await.unwrap();
         }
         mesh.manager
             .close(
@@ -354,11 +349,7 @@ fn a_refresh_is_forwarded_to_the_same_endpoint_and_moves_the_deadline() {
     run_paused(|| async {
         let mesh = mesh(MemoryStore::new(), 2, Arc::new(DryRun)).await;
         let id = VWireId::new_random();
-        let first = mesh
-            .manager
-            .connect(id, connect(id, support::MINUTE), Causation::default())
-            .await
-            .unwrap();
+        let first = mesh.request(id).await.unwrap();
         tokio::time::sleep(Duration::from_secs(30)).await;
         let mut again = connect(id, support::MINUTE);
         again.request.path = first.path.clone();
