@@ -1,18 +1,43 @@
-//! The data plane as the vWire actors see it: plumb a vWire's two ends together, unplumb
-//! them, and say which mechanisms can be plumbed. The kernel (netlink) and VPP forwarders
-//! implement [`Dataplane`] in their own issues; this module has the contract and the
-//! `dry-run` data plane, which does nothing and says so in every record it returns.
+//! The data plane as the forwarder drives it: plumb a vWire's two ends together, unplumb
+//! them, check that a plumbed vWire is whole, list what exists, remove what nobody owns,
+//! and probe the datapath. The kernel forwarder ([`crate::kernel`]) and the VPP forwarder
+//! (a later issue) implement [`Dataplane`]; this module has the contract and the `dry-run`
+//! data plane, which does nothing and says so in every record it returns.
 //!
 //! A data plane never writes to the log: it returns a [`DataplaneWork`] and the vWire records
 //! it (`DataplanePlumbed`, `DataplaneUnplumbed`) in the same append as the decision it
-//! belongs to.
+//! belongs to. Every object a data plane makes carries the vWire's id, so that
+//! [`Dataplane::inventory`] finds it again after any crash.
 
 use std::fmt;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use nsm_events::vwire::{
-    ConnectionContext, DataplaneWork, Mechanism, MechanismClass, Plumbing, VWireId,
+    ConnectionContext, DataplaneWork, Mechanism, MechanismClass, Plumbing, VWire, VWireId,
 };
+
+/// Which end of a vWire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum End {
+    Client,
+    Endpoint,
+}
+
+impl End {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Client => "client",
+            End::Endpoint => "endpoint",
+        }
+    }
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What to plumb: the client's end, the endpoint's end, and the context both ends get.
 #[derive(Debug, Clone)]
@@ -21,6 +46,46 @@ pub struct PlumbRequest {
     pub client: Mechanism,
     pub endpoint: Mechanism,
     pub context: ConnectionContext,
+}
+
+impl PlumbRequest {
+    /// What a plumbed vWire's data plane should hold, from its folded state (`None` before
+    /// it was plumbed).
+    pub fn for_vwire(vwire: &VWire) -> Option<Self> {
+        let plumbing = vwire.plumbing.as_ref()?;
+        let connection = vwire.connection.as_ref()?;
+        Some(Self {
+            vwire: vwire.id,
+            client: plumbing.client_mechanism.clone(),
+            endpoint: plumbing.endpoint_mechanism.clone(),
+            context: connection.context.clone(),
+        })
+    }
+}
+
+/// Something a data plane made, as [`Dataplane::inventory`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataplaneObject {
+    /// The vWire its tag names; `None` for a half-made object whose tag was not on yet.
+    pub vwire: Option<VWireId>,
+    /// For the operator: what and where (`nsm-1 (client end) in file:///run/netns/c1`).
+    pub description: String,
+    /// For the data plane that made it: how to find exactly this object again.
+    pub locator: String,
+}
+
+/// What a datapath probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// Packets cross the vWire.
+    Alive { rtt: Duration },
+    /// Nothing came back: `what` was probed, `reason` says what was seen.
+    Dead { what: String, reason: String },
+    /// The client's end cannot exist any more (its network namespace is gone): the client
+    /// is gone, the vWire should end.
+    ClientGone { reason: String },
+    /// This vWire is not probed (no addresses, or a data plane that cannot probe).
+    NotProbed { why: String },
 }
 
 /// Why the data plane could not do what it was asked.
@@ -40,6 +105,13 @@ pub enum DataplaneError {
     /// The request names something that cannot be plumbed (a bad parameter, say).
     #[error("{0}")]
     InvalidInput(String),
+    /// Something the request needs is taken already (an interface name, an address).
+    /// Choose another, or remove what holds it.
+    #[error("{0}")]
+    Conflict(String),
+    /// The node lacks a capability the data plane needs; the operator must grant it.
+    #[error("{0}")]
+    NotPermitted(String),
     /// Plumbing failed on the host; nothing of it is left behind.
     #[error("the {dataplane} data plane failed: {reason}")]
     Failed {
@@ -62,12 +134,60 @@ pub trait Dataplane: Send + Sync + fmt::Debug + 'static {
         request: PlumbRequest,
     ) -> BoxFuture<'static, Result<DataplaneWork, DataplaneError>>;
 
-    /// Removes everything the vWire holds in the data plane.
+    /// Removes everything the vWire holds in the data plane. Objects already gone are fine.
     fn unplumb(
         &self,
         vwire: VWireId,
         plumbing: &Plumbing,
     ) -> BoxFuture<'static, Result<DataplaneWork, DataplaneError>>;
+
+    /// Fills in what this data plane decides for an end whose mechanism leaves it open (the
+    /// kernel's interface name), the same way every time for the same vWire.
+    fn complete(&self, vwire: VWireId, end: End, mechanism: Mechanism) -> Mechanism {
+        let _ = (vwire, end);
+        mechanism
+    }
+
+    /// What is missing or wrong with a plumbed vWire, one line each; empty when it is whole.
+    fn verify(
+        &self,
+        request: PlumbRequest,
+    ) -> BoxFuture<'static, Result<Vec<String>, DataplaneError>> {
+        let _ = request;
+        Box::pin(futures::future::ready(Ok(Vec::new())))
+    }
+
+    /// Every object this data plane made on this node, found by its tags.
+    fn inventory(&self) -> BoxFuture<'static, Result<Vec<DataplaneObject>, DataplaneError>> {
+        Box::pin(futures::future::ready(Ok(Vec::new())))
+    }
+
+    /// Removes objects [`Self::inventory`] found (ones no live vWire owns).
+    fn remove(
+        &self,
+        objects: Vec<DataplaneObject>,
+    ) -> BoxFuture<'static, Result<DataplaneWork, DataplaneError>> {
+        let work = DataplaneWork {
+            dataplane: self.name().to_owned(),
+            dry_run: false,
+            operations: objects
+                .iter()
+                .map(|o| format!("nothing to remove for {}", o.description))
+                .collect(),
+        };
+        Box::pin(futures::future::ready(Ok(work)))
+    }
+
+    /// Probes the datapath of a plumbed vWire from the client's end, for at most `timeout`.
+    fn probe(
+        &self,
+        request: PlumbRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Liveness, DataplaneError>> {
+        let _ = (request, timeout);
+        let why = format!("the {} data plane does not probe", self.name());
+        Box::pin(futures::future::ready(Ok(Liveness::NotProbed { why })))
+    }
 
     /// The client's preferred mechanism this data plane supports: the first of `offered`
     /// that is local and of a supported type.

@@ -66,6 +66,17 @@ impl Journal {
         self.store.live_rows().await
     }
 
+    /// Appends already-encoded events to the end of a stream that has no projection and one
+    /// writer (the node's data-plane stream).
+    pub(crate) async fn append_unprojected(
+        &self,
+        stream: StreamId,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        let request = AppendRequest::new(stream, ExpectedVersion::Any, events);
+        self.store.append(request).await
+    }
+
     /// Records already-encoded events of any stream with their projection change.
     pub(crate) async fn append(
         &self,

@@ -20,19 +20,26 @@
 mod dataplane;
 mod error;
 mod flow;
+mod forwarder;
 mod journal;
+pub mod kernel;
 mod manager;
 mod mesh;
 mod next_hop;
+mod reconcile;
 mod registry;
 pub mod runtime;
 mod vwire;
 
-pub use dataplane::{Dataplane, DataplaneError, DryRun, PlumbRequest};
+pub use dataplane::{
+    Dataplane, DataplaneError, DataplaneObject, DryRun, End, Liveness, PlumbRequest,
+};
 pub use error::ActorError;
+pub use forwarder::{ForwarderHandle, Sweep};
 pub use journal::Journal;
 pub use manager::{ManagerConfig, ManagerHandle, ReplayReport};
-pub use mesh::{ConnectRequest, DEFAULT_REQUEST_TIMEOUT, Mesh};
+pub use mesh::{ConnectRequest, DEFAULT_REQUEST_TIMEOUT, LivenessConfig, Mesh};
 pub use next_hop::{GrpcNextHop, NextHop};
+pub use reconcile::ReconcileReport;
 pub use registry::{RegistryChange, RegistryConfig, RegistryHandle, RegistryReport};
 pub use vwire::VWireHandle;

@@ -371,6 +371,20 @@ impl ManagerHandle {
         }
     }
 
+    pub(crate) fn mesh(&self) -> Option<Arc<Mesh>> {
+        self.directory.mesh.clone()
+    }
+
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.directory.journal
+    }
+
+    /// Now, at the log's precision (microseconds).
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        use chrono::SubsecRound;
+        self.directory.clock.now().trunc_subsecs(6)
+    }
+
     /// Ids of the vWires that have a running actor, sorted.
     pub async fn live(&self) -> Result<Vec<VWireId>, ActorError> {
         Ok(self.addr.send(ListLive).await?)

@@ -1,6 +1,6 @@
 //! What a vWire needs to reach the rest of the mesh: the registry (to discover endpoints),
-//! the next hop (to forward Request and Close), the data plane (to plumb), and this node's
-//! name (its path segments carry it). A node without a [`Mesh`] only records lifecycles;
+//! the next hop (to forward Request and Close), the forwarder (to plumb), this node's name
+//! (its path segments carry it), and whether datapaths are probed. A node without a [`Mesh`] only records lifecycles;
 //! the tests of the core run that way.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nsm_events::vwire::{ConnectionContext, VWireRequest};
 
-use crate::dataplane::Dataplane;
+use crate::forwarder::ForwarderHandle;
 use crate::next_hop::NextHop;
 use crate::registry::RegistryHandle;
 
@@ -22,9 +22,19 @@ pub struct Mesh {
     pub node: String,
     pub registry: RegistryHandle,
     pub next_hop: Arc<dyn NextHop>,
-    pub dataplane: Arc<dyn Dataplane>,
+    pub forwarder: ForwarderHandle,
     /// How long an endpoint has to answer one Request or Close.
     pub request_timeout: Duration,
+    /// Probe every established vWire's datapath this way; `None`: no probes.
+    pub liveness: Option<LivenessConfig>,
+}
+
+/// The datapath liveness probe (NSM's heal liveness check): every `interval`, ICMP from the
+/// client's end to the endpoint's addresses; no reply within `timeout` re-plumbs the vWire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LivenessConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 /// A client's Request as the vWire takes it: a new vWire, or a refresh of an established one.

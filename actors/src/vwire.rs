@@ -8,6 +8,12 @@
 //! whether its append committed; the Manager then starts a fresh actor that rebuilds from
 //! the log. Timers are re-armed from the deadline stored in the events, so a restart loses
 //! nothing.
+//!
+//! With liveness probes on ([`crate::LivenessConfig`]), an established vWire probes its
+//! datapath in the background; a dead one is re-plumbed in an exclusive step, and a vWire
+//! whose client's namespace is gone is closed by the node. After each heal the next probe
+//! waits twice as long (up to a minute), so a vWire that cannot carry traffic is not
+//! re-plumbed in a tight loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +27,16 @@ use nsm_events::vwire::{
     ClosedBy, Command, FailureCode, FailureStage, LifecycleError, Status, VWire, VWireId,
 };
 
+use crate::dataplane::{Liveness, PlumbRequest};
 use crate::error::ActorError;
-use crate::flow::{Flow, Recorder};
+use crate::flow::{Flow, Reconciliation, Recorder};
 use crate::journal::Journal;
 use crate::mesh::{ConnectRequest, Mesh};
 
 /// Messages a vWire may have queued before callers wait (back-pressure).
 const MAILBOX_CAPACITY: usize = 64;
+/// The longest wait between probes of a vWire that keeps failing them.
+const MAX_PROBE_BACKOFF: Duration = Duration::from_secs(60);
 
 /// How the actor learns its state when it starts.
 #[derive(Debug)]
@@ -91,6 +100,19 @@ pub(crate) struct Close {
 #[rtype(result = "Option<VWire>")]
 pub(crate) struct GetState;
 
+/// Asks the vWire to compare its data plane with its events and repair it (start-up).
+#[derive(Message)]
+#[rtype(result = "Result<Reconciliation, ActorError>")]
+pub(crate) struct Reconcile;
+
+/// The liveness probe found the datapath dead: re-plumb.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct HealDatapath {
+    probe: String,
+    reason: String,
+}
+
 pub(crate) struct VWireActor {
     id: VWireId,
     state: Option<VWire>,
@@ -102,6 +124,10 @@ pub(crate) struct VWireActor {
     /// Deadlines before this instant passed while the node was down.
     node_started_at: DateTime<Utc>,
     timer: Option<SpawnHandle>,
+    /// The next liveness probe, when probes are on.
+    probe_timer: Option<SpawnHandle>,
+    /// Heals in a row without a probe answered since; the next probe backs off by it.
+    heals_in_a_row: u32,
 }
 
 impl VWireActor {
@@ -124,6 +150,8 @@ impl VWireActor {
             manager,
             node_started_at,
             timer: None,
+            probe_timer: None,
+            heals_in_a_row: 0,
         }
     }
 
@@ -176,6 +204,25 @@ impl VWireActor {
         }))
     }
 
+    /// Adopts the state a repair reached (or rebuilds, if an append's outcome is unknown).
+    fn keep(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reached: Option<VWire>,
+        error: Option<&ActorError>,
+    ) {
+        if error.is_some_and(ActorError::may_have_committed) {
+            tracing::warn!(vwire = %self.id, "state may be behind the log; rebuilding");
+            self.stop(ctx, StopCause::Rebuild);
+            return;
+        }
+        let changed = reached != self.state;
+        self.state = reached;
+        if changed {
+            self.after_change(ctx);
+        }
+    }
+
     /// Decide, append, then apply one command.
     fn execute(
         &mut self,
@@ -203,12 +250,92 @@ impl VWireActor {
         })
     }
 
-    /// After a recorded change: stop if terminal, else (re)arm the expiry timer.
+    /// After a recorded change: stop if terminal, else (re)arm the expiry timer and the probe.
     fn after_change(&mut self, ctx: &mut Context<Self>) {
         match &self.state {
-            Some(state) if !state.status.is_terminal() => self.arm_timer(ctx),
+            Some(state) if !state.status.is_terminal() => {
+                self.arm_timer(ctx);
+                if self.probe_timer.is_none() {
+                    self.arm_probe(ctx);
+                }
+            }
             _ => self.stop(ctx, StopCause::Done),
         }
+    }
+
+    /// Schedules the next datapath probe, if probes are on and the vWire is plumbed for real.
+    fn arm_probe(&mut self, ctx: &mut Context<Self>) {
+        if let Some(probe) = self.probe_timer.take() {
+            ctx.cancel_future(probe);
+        }
+        let Some(liveness) = self.mesh.as_ref().and_then(|m| m.liveness) else {
+            return;
+        };
+        let plumbed = self.state.as_ref().is_some_and(|s| {
+            s.status == Status::Established && s.plumbing.as_ref().is_some_and(|p| !p.dry_run)
+        });
+        if !plumbed {
+            return;
+        }
+        let backoff = 2u32.saturating_pow(self.heals_in_a_row.min(16));
+        let wait = liveness
+            .interval
+            .saturating_mul(backoff)
+            .min(MAX_PROBE_BACKOFF.max(liveness.interval));
+        self.probe_timer = Some(ctx.run_later(wait, |act, ctx| {
+            act.probe_timer = None;
+            act.probe(ctx);
+        }));
+    }
+
+    /// Probes in the background (the vWire keeps answering meanwhile), then acts on it.
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        let (Some(mesh), Some(state)) = (self.mesh.clone(), &self.state) else {
+            return;
+        };
+        let (Some(request), Some(liveness)) = (PlumbRequest::for_vwire(state), mesh.liveness)
+        else {
+            return;
+        };
+        let probed = async move { mesh.forwarder.probe(request, liveness.timeout).await };
+        ctx.spawn(probed.into_actor(self).map(|outcome, act, ctx| match outcome {
+            Ok(Liveness::Alive { .. }) => {
+                act.heals_in_a_row = 0;
+                act.arm_probe(ctx);
+            }
+            Ok(Liveness::Dead { what, reason }) => {
+                tracing::warn!(vwire = %act.id, probe = %what, %reason, "datapath probe failed; re-plumbing");
+                act.heals_in_a_row = act.heals_in_a_row.saturating_add(1);
+                ctx.notify(HealDatapath {
+                    probe: what,
+                    reason,
+                });
+            }
+            Ok(Liveness::ClientGone { reason }) => act.close_for_gone_client(ctx, reason),
+            Ok(Liveness::NotProbed { why }) => {
+                tracing::debug!(vwire = %act.id, %why, "datapath not probed");
+            }
+            Err(e) => {
+                tracing::warn!(vwire = %act.id, error = %e, "datapath probe could not run; retrying later");
+                act.arm_probe(ctx);
+            }
+        }));
+    }
+
+    /// The client's network namespace is gone, and with it the client: end the vWire.
+    fn close_for_gone_client(&mut self, ctx: &mut Context<Self>, reason: String) {
+        tracing::info!(vwire = %self.id, %reason, "the client is gone; closing its vWire");
+        let end = Command::Close {
+            by: ClosedBy::Node,
+            reason,
+        };
+        let step = self.teardown(end, Causation::default());
+        ctx.wait(step.map(|outcome, act, ctx| {
+            if let Err(e) = outcome {
+                tracing::warn!(vwire = %act.id, error = %e, "vWire of a gone client not closed; probing again later");
+                act.arm_probe(ctx);
+            }
+        }));
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -270,6 +397,7 @@ impl VWireActor {
             return;
         }
         self.arm_timer(ctx);
+        self.arm_probe(ctx);
     }
 
     /// An actor started for a vWire that never existed, or loaded one that is terminal (to
@@ -282,7 +410,10 @@ impl VWireActor {
     }
 
     fn stop(&mut self, ctx: &mut Context<Self>, cause: StopCause) {
-        if let Some(timer) = self.timer.take() {
+        for timer in [self.timer.take(), self.probe_timer.take()]
+            .into_iter()
+            .flatten()
+        {
             ctx.cancel_future(timer);
         }
         // `do_send` on purpose: a stopping actor cannot wait for room in the Manager's mailbox,
@@ -382,6 +513,50 @@ impl Handler<Close> for VWireActor {
     }
 }
 
+impl Handler<Reconcile> for VWireActor {
+    type Result = AtomicResponse<Self, Result<Reconciliation, ActorError>>;
+
+    fn handle(&mut self, _: Reconcile, _: &mut Context<Self>) -> Self::Result {
+        let flow = self.flow(Causation::default());
+        let mut state = self.state.clone();
+        let work = async move {
+            let outcome = flow.reconcile(&mut state).await;
+            (state, outcome)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |(reached, outcome), act, ctx| {
+                act.keep(ctx, reached, outcome.as_ref().err());
+                act.stop_unless_live(ctx);
+                outcome
+            },
+        )))
+    }
+}
+
+impl Handler<HealDatapath> for VWireActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: HealDatapath, _: &mut Context<Self>) -> Self::Result {
+        let flow = self.flow(Causation::default());
+        let mut state = self.state.clone();
+        let work = async move {
+            let outcome = flow.heal_datapath(&mut state, msg.probe, msg.reason).await;
+            (state, outcome)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |(reached, outcome), act, ctx| {
+                act.keep(ctx, reached, outcome.as_ref().err());
+                if let Err(e) = outcome {
+                    tracing::warn!(vwire = %act.id, error = %e, "datapath not healed; probing again later");
+                }
+                if ctx.state() == ActorState::Running {
+                    act.arm_probe(ctx);
+                }
+            },
+        )))
+    }
+}
+
 impl Handler<GetState> for VWireActor {
     type Result = Option<VWire>;
 
@@ -455,6 +630,11 @@ impl VWireHandle {
                 span,
             })
             .await?
+    }
+
+    /// Compares the vWire's data plane with its events and repairs it (start-up reconcile).
+    pub(crate) async fn reconcile(&self) -> Result<Reconciliation, ActorError> {
+        self.addr.send(Reconcile).await?
     }
 
     /// The vWire's state, or `None` if it has no history.

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use nsm_actors::{
-    ActorError, ConnectRequest, Dataplane, DataplaneError, DryRun, Journal, ManagerConfig,
-    ManagerHandle, Mesh, NextHop, PlumbRequest, RegistryConfig, RegistryHandle,
+    ActorError, ConnectRequest, Dataplane, DataplaneError, DryRun, ForwarderHandle, Journal,
+    ManagerConfig, ManagerHandle, Mesh, NextHop, PlumbRequest, RegistryConfig, RegistryHandle,
 };
 use nsm_events::clock::{Clock, PausedClock};
 use nsm_events::registry::{EndpointName, EndpointSpec, EndpointUrl, NetworkService, Payload};
@@ -161,8 +161,9 @@ async fn mesh(store: MemoryStore, count: u32, dataplane: Arc<dyn Dataplane>) -> 
         node: "node-a".into(),
         registry,
         next_hop: hop.clone(),
-        dataplane,
+        forwarder: ForwarderHandle::start(dataplane),
         request_timeout: Duration::from_secs(1),
+        liveness: None,
     });
     let config = ManagerConfig {
         arbiters: 0,

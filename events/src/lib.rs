@@ -32,6 +32,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod clock;
+pub mod dataplane;
 mod error;
 pub mod projection;
 pub mod registry;

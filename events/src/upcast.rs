@@ -72,6 +72,10 @@ pub const SCHEMAS: &[(&str, u32)] = &[
     ("Healed", 1),
     ("DataplanePlumbed", 1),
     ("DataplaneUnplumbed", 1),
+    ("ProbeFailed", 1),
+    // The node's data plane (stream `dataplane-<node>`).
+    ("OrphansRemoved", 1),
+    ("Reconciled", 1),
     // Registry (streams `ns-<name>` and `nse-<name>`).
     ("ServiceRegistered", 1),
     ("ServiceUnregistered", 1),

@@ -176,6 +176,11 @@ impl Node {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        // Control-plane tests plumb nothing (their clients name no namespaces); the
+        // data-plane tests ask for the kernel.
+        if !self.extra.iter().any(|a| a == "--dataplane") {
+            args.extend(["--dataplane".to_owned(), "dry-run".to_owned()]);
+        }
         args.extend(self.extra.iter().cloned());
         let log = self.dir.join(format!("serve-{}.log", self.starts));
         self.process = Some(Process::spawn(&args, log));

@@ -93,6 +93,8 @@ impl NodeOnLog {
             db.display().to_string(),
             "--node".into(),
             "node-a".into(),
+            "--dataplane".into(),
+            "dry-run".into(),
         ];
         let process = Process::spawn(&args, dir.join("serve.log"));
         let mut node = Self {

@@ -8,7 +8,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::event::{
     Closed, ClosedBy, DataplanePlumbed, DataplaneUnplumbed, DataplaneWork, Established, Expired,
-    Failed, FailureCode, FailureStage, Healed, Refreshed, Requested, VWireEvent,
+    Failed, FailureCode, FailureStage, Healed, ProbeFailed, Refreshed, Requested, VWireEvent,
 };
 use super::model::{
     ConnectionContext, EndpointRef, Labels, Mechanism, Path, ServiceName, SpiffeId,
@@ -63,6 +63,11 @@ pub enum Command {
     Heal {
         repairs: Vec<String>,
     },
+    /// The datapath probe failed (recorded with the heal or the failure it leads to).
+    RecordProbeFailure {
+        probe: String,
+        reason: String,
+    },
     /// The data plane connected the two ends (recorded with `Establish`, or by a heal).
     RecordPlumbing {
         work: DataplaneWork,
@@ -85,6 +90,7 @@ impl Command {
             Command::Close { .. } => "Close",
             Command::Fail { .. } => "Fail",
             Command::Heal { .. } => "Heal",
+            Command::RecordProbeFailure { .. } => "RecordProbeFailure",
             Command::RecordPlumbing { .. } => "RecordPlumbing",
             Command::RecordUnplumbing { .. } => "RecordUnplumbing",
         }
@@ -234,6 +240,14 @@ pub fn decide(
             VWireEvent::Healed(Healed {
                 at: now,
                 repairs: repairs.clone(),
+            })
+        }
+        Command::RecordProbeFailure { probe, reason } => {
+            require_established(vwire)?;
+            VWireEvent::ProbeFailed(ProbeFailed {
+                at: now,
+                probe: probe.clone(),
+                reason: reason.clone(),
             })
         }
         Command::RecordPlumbing {

@@ -105,6 +105,8 @@ pub enum FailureCode {
     NotFound,
     PermissionDenied,
     FailedPrecondition,
+    /// Something the vWire needs is taken (an interface name, an address).
+    AlreadyExists,
     Unavailable,
     DeadlineExceeded,
     Internal,
@@ -126,6 +128,17 @@ pub struct Healed {
     pub at: DateTime<Utc>,
     /// What was repaired, one line each, for the operator.
     pub repairs: Vec<String>,
+}
+
+/// The datapath liveness probe found that packets no longer cross the vWire (the runtime
+/// re-plumbs it, and records `Healed` or `Failed` in the same append).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeFailed {
+    pub at: DateTime<Utc>,
+    /// What was probed: `ICMP 172.16.0.1 → 172.16.0.2 on nsm-1`.
+    pub probe: String,
+    /// What was seen: `no reply to 4 echoes within 1s`.
+    pub reason: String,
 }
 
 /// What a data plane did for a vWire, as the operator should read it. `dry_run` says that
@@ -172,6 +185,7 @@ pub enum VWireEvent {
     Closed(Closed),
     Failed(Failed),
     Healed(Healed),
+    ProbeFailed(ProbeFailed),
     DataplanePlumbed(DataplanePlumbed),
     DataplaneUnplumbed(DataplaneUnplumbed),
 }
@@ -187,6 +201,7 @@ impl VWireEvent {
             VWireEvent::Closed(_) => "Closed",
             VWireEvent::Failed(_) => "Failed",
             VWireEvent::Healed(_) => "Healed",
+            VWireEvent::ProbeFailed(_) => "ProbeFailed",
             VWireEvent::DataplanePlumbed(_) => "DataplanePlumbed",
             VWireEvent::DataplaneUnplumbed(_) => "DataplaneUnplumbed",
         }
@@ -202,6 +217,7 @@ impl VWireEvent {
             VWireEvent::Closed(e) => e.at,
             VWireEvent::Failed(e) => e.at,
             VWireEvent::Healed(e) => e.at,
+            VWireEvent::ProbeFailed(e) => e.at,
             VWireEvent::DataplanePlumbed(e) => e.at,
             VWireEvent::DataplaneUnplumbed(e) => e.at,
         }
@@ -219,6 +235,7 @@ impl VWireEvent {
             VWireEvent::Closed(e) => NewEvent::new(event_type, version, e, causation),
             VWireEvent::Failed(e) => NewEvent::new(event_type, version, e, causation),
             VWireEvent::Healed(e) => NewEvent::new(event_type, version, e, causation),
+            VWireEvent::ProbeFailed(e) => NewEvent::new(event_type, version, e, causation),
             VWireEvent::DataplanePlumbed(e) => NewEvent::new(event_type, version, e, causation),
             VWireEvent::DataplaneUnplumbed(e) => NewEvent::new(event_type, version, e, causation),
         }
@@ -238,6 +255,7 @@ impl VWireEvent {
             "Closed" => VWireEvent::Closed(serde_json::from_str(json)?),
             "Failed" => VWireEvent::Failed(serde_json::from_str(json)?),
             "Healed" => VWireEvent::Healed(serde_json::from_str(json)?),
+            "ProbeFailed" => VWireEvent::ProbeFailed(serde_json::from_str(json)?),
             "DataplanePlumbed" => VWireEvent::DataplanePlumbed(serde_json::from_str(json)?),
             "DataplaneUnplumbed" => VWireEvent::DataplaneUnplumbed(serde_json::from_str(json)?),
             other => {

@@ -21,7 +21,7 @@ mod state;
 pub use decide::{Command, LifecycleError, MAX_LIFETIME, VWireRequest, decide, decide_all};
 pub use event::{
     Closed, ClosedBy, DataplanePlumbed, DataplaneUnplumbed, DataplaneWork, Established, Expired,
-    Failed, FailureCode, FailureStage, Healed, Refreshed, Requested, VWireEvent,
+    Failed, FailureCode, FailureStage, Healed, ProbeFailed, Refreshed, Requested, VWireEvent,
 };
 pub use model::{
     ConnectionContext, DnsConfig, EndpointRef, EthernetContext, ExtraPrefixRequest, IpContext,

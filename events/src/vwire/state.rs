@@ -115,6 +115,9 @@ pub struct VWire {
     pub refreshes: u64,
     pub last_refreshed_at: Option<DateTime<Utc>>,
     pub heals: u64,
+    /// Datapath probes that found the vWire down.
+    #[serde(default)]
+    pub probe_failures: u64,
     pub ended_at: Option<DateTime<Utc>>,
     pub ending: Option<Ending>,
 }
@@ -148,6 +151,7 @@ impl VWire {
             refreshes: 0,
             last_refreshed_at: None,
             heals: 0,
+            probe_failures: 0,
             ended_at: None,
             ending: None,
         }
@@ -229,6 +233,12 @@ impl VWire {
                     return Err(refuse(self));
                 }
                 self.heals += 1;
+            }
+            VWireEvent::ProbeFailed(_) => {
+                if self.status != Status::Established {
+                    return Err(refuse(self));
+                }
+                self.probe_failures += 1;
             }
             VWireEvent::DataplanePlumbed(e) => self.plumbing = Some(Plumbing::from_event(e)),
             VWireEvent::DataplaneUnplumbed(_) => {

@@ -71,6 +71,10 @@ pub(crate) struct EndpointArgs {
     /// The endpoint's name [default: endpoint-<service>-<random>]. Keep it across restarts.
     #[arg(long, env = "NSM_ENDPOINT_NAME")]
     name: Option<String>,
+    /// This endpoint's network namespace, where the forwarder puts its end of each vWire
+    /// [default: /proc/<own pid>/ns/net].
+    #[arg(long, env = "NSM_ENDPOINT_NETNS")]
+    netns: Option<PathBuf>,
     /// The IPAM log [default: ./nsm-endpoint-<name>.db].
     #[arg(long, env = "NSM_ENDPOINT_DB")]
     db: Option<PathBuf>,
@@ -122,7 +126,12 @@ pub(crate) async fn run(args: EndpointArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("./nsm-endpoint-{name}.db")));
     let log = IpamLog::open(&db).await?;
-    let endpoint = Endpoint::restore(name.clone(), args.cidr, args.gc_grace, log).await?;
+    let netns = args
+        .netns
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/proc/{}/ns/net", std::process::id())));
+    let netns = format!("file://{}", netns.display());
+    let endpoint = Endpoint::restore(name.clone(), netns, args.cidr, args.gc_grace, log).await?;
     let listener = Listener::bind(&args.listen).await?;
     let url = listener.url();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -233,6 +242,7 @@ pub(crate) async fn serve_for_test(dir: &std::path::Path, name: &str, cidr: &str
         .unwrap();
     let endpoint = Endpoint::restore(
         name.into(),
+        format!("file:///proc/{}/ns/net", std::process::id()),
         cidr.parse().unwrap(),
         Duration::from_secs(60),
         log,

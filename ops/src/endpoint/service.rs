@@ -43,6 +43,9 @@ pub(crate) struct Endpoint {
 #[derive(Debug)]
 struct Inner {
     name: String,
+    /// Our network namespace as a `file://` URL: the `inodeURL` of every KERNEL or MEMIF
+    /// mechanism we choose, so the node's forwarder knows where our end goes.
+    netns: String,
     grace: chrono::Duration,
     state: Mutex<State>,
     /// Wakes the garbage collector when deadlines may have moved.
@@ -62,6 +65,7 @@ impl Endpoint {
     /// The endpoint over an opened log, with the log's allocations in memory.
     pub(crate) async fn restore(
         name: String,
+        netns: String,
         cidr: Cidr,
         grace: std::time::Duration,
         mut log: IpamLog,
@@ -79,6 +83,7 @@ impl Endpoint {
         Ok(Self {
             inner: Arc::new(Inner {
                 name,
+                netns,
                 grace: chrono::Duration::from_std(grace)?,
                 state: Mutex::new(state),
                 rearm: Notify::new(),
@@ -114,7 +119,11 @@ impl Endpoint {
         let expires_at = expires_at(&connection, &hop)?;
         let mut state = self.inner.state.lock().await;
         let allocation = state.allocate(&hop.id, &excluded, expires_at).await?;
-        connection.mechanism = Some(with_interface_name(mechanism, &hop.id));
+        let mut mechanism = with_interface_name(mechanism, &hop.id);
+        mechanism
+            .parameters
+            .insert("inodeURL".into(), self.inner.netns.clone());
+        connection.mechanism = Some(mechanism);
         set_addresses(&mut connection, &allocation);
         connection.network_service_endpoint_name = self.name().to_owned();
         connection.state = ConnState::Up.into();

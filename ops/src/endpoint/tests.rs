@@ -20,6 +20,7 @@ async fn endpoint(dir: &tempfile::TempDir, cidr: &str) -> Endpoint {
     let log = IpamLog::open(&dir.path().join("ipam.db")).await.unwrap();
     Endpoint::restore(
         NAME.into(),
+        "file:///run/netns/nse-test".into(),
         cidr.parse().unwrap(),
         Duration::from_secs(60),
         log,
@@ -109,6 +110,11 @@ async fn a_request_gets_a_pair_and_its_refresh_the_same_pair() {
     let mechanism = first.mechanism.as_ref().unwrap();
     assert!(mechanism.parameters["name"].starts_with("nse-"));
     assert!(mechanism.parameters["name"].len() <= 15);
+    // The forwarder learns where our end goes from the mechanism we choose.
+    assert_eq!(
+        mechanism.parameters["inodeURL"],
+        "file:///run/netns/nse-test"
+    );
     let expected = (
         vec!["169.254.0.2/32".to_owned()],
         vec!["169.254.0.1/32".to_owned()],

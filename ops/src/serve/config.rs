@@ -29,10 +29,18 @@ pub(crate) struct ServeArgs {
     /// This node's name: the name of its path segments. Default: the host name.
     #[arg(long, env = "NSM_NODE")]
     node: Option<String>,
-    /// Data plane: `dry-run` (records what it would plumb, plumbs nothing). `kernel` and
-    /// `vpp` are not built yet. Default: dry-run.
+    /// Data plane: `kernel` (veth pairs through netlink; needs CAP_NET_ADMIN and
+    /// CAP_SYS_ADMIN) or `dry-run` (records what it would plumb, plumbs nothing). `vpp` is not
+    /// built yet. Default: kernel when the process has the capabilities, else dry-run.
     #[arg(long, env = "NSM_DATAPLANE")]
     dataplane: Option<String>,
+    /// Probe every vWire's datapath this often (ICMP from the client's end); a dead one is
+    /// re-plumbed. `off` disables. Default: off.
+    #[arg(long, env = "NSM_LIVENESS_INTERVAL")]
+    liveness_interval: Option<String>,
+    /// How long a probe waits for a reply (4 echoes spread over it). Default: 1s.
+    #[arg(long, env = "NSM_LIVENESS_TIMEOUT", value_parser = humantime::parse_duration)]
+    liveness_timeout: Option<Duration>,
     /// Longest a vWire lives without a refresh (a client may ask for less). Default: 10m.
     #[arg(long, env = "NSM_LIFETIME", value_parser = humantime::parse_duration)]
     lifetime: Option<Duration>,
@@ -58,6 +66,9 @@ struct ConfigFile {
     db: Option<PathBuf>,
     node: Option<String>,
     dataplane: Option<String>,
+    liveness_interval: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    liveness_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     lifetime: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -86,6 +97,7 @@ mod humantime_serde_opt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DataplaneKind {
     DryRun,
+    Kernel,
 }
 
 /// The node's settings, checked.
@@ -95,6 +107,9 @@ pub(crate) struct ServeConfig {
     pub(crate) db: PathBuf,
     pub(crate) node: String,
     pub(crate) dataplane: DataplaneKind,
+    /// Why the data plane is what it is when nobody chose it (for the log).
+    pub(crate) dataplane_defaulted: Option<String>,
+    pub(crate) liveness: Option<nsm_actors::LivenessConfig>,
     pub(crate) lifetime: Duration,
     pub(crate) endpoint_lifetime: Duration,
     pub(crate) request_timeout: Duration,
@@ -123,19 +138,11 @@ impl ServeArgs {
         }
         let node = self.node.or(file.node).unwrap_or_else(host_name);
         check_node_name(&node)?;
-        let dataplane = self
-            .dataplane
-            .or(file.dataplane)
-            .unwrap_or_else(|| "dry-run".into());
-        let dataplane = match dataplane.as_str() {
-            "dry-run" => DataplaneKind::DryRun,
-            "kernel" | "vpp" => bail!(
-                "--dataplane {dataplane}: this data plane is not built yet (the kernel forwarder is issue 4, VPP issue 5); use dry-run"
-            ),
-            other => bail!(
-                "--dataplane {other:?}: unknown data plane; known: dry-run (kernel and vpp are coming)"
-            ),
-        };
+        let (dataplane, dataplane_defaulted) = choose_dataplane(self.dataplane.or(file.dataplane))?;
+        let liveness = liveness(
+            self.liveness_interval.or(file.liveness_interval),
+            self.liveness_timeout.or(file.liveness_timeout),
+        )?;
         let lifetime = self
             .lifetime
             .or(file.lifetime)
@@ -166,11 +173,60 @@ impl ServeArgs {
             db: self.db.or(file.db).unwrap_or_else(|| DEFAULT_DB.into()),
             node,
             dataplane,
+            dataplane_defaulted,
+            liveness,
             lifetime,
             endpoint_lifetime,
             request_timeout,
         })
     }
+}
+
+/// The data plane asked for, checked; or, when none is, kernel if the capabilities are
+/// there and dry-run (saying why) if not.
+fn choose_dataplane(asked: Option<String>) -> anyhow::Result<(DataplaneKind, Option<String>)> {
+    let missing = nsm_actors::kernel::missing_capabilities();
+    let Some(asked) = asked else {
+        if missing.is_empty() {
+            return Ok((DataplaneKind::Kernel, None));
+        }
+        let why = format!(
+            "no --dataplane given and this process lacks {} for the kernel data plane",
+            missing.join(" and ")
+        );
+        return Ok((DataplaneKind::DryRun, Some(why)));
+    };
+    match asked.as_str() {
+        "dry-run" => Ok((DataplaneKind::DryRun, None)),
+        "kernel" if missing.is_empty() => Ok((DataplaneKind::Kernel, None)),
+        "kernel" => bail!(
+            "--dataplane kernel needs CAP_NET_ADMIN and CAP_SYS_ADMIN; this process lacks {} (run it as root, grant the capabilities, or use --dataplane dry-run)",
+            missing.join(" and ")
+        ),
+        "vpp" => bail!(
+            "--dataplane vpp: the VPP data plane is not built yet (issue 5); use kernel or dry-run"
+        ),
+        other => bail!(
+            "--dataplane {other:?}: unknown data plane; known: kernel, dry-run (vpp is coming)"
+        ),
+    }
+}
+
+/// The liveness probe's settings: off unless an interval is given.
+fn liveness(
+    interval: Option<String>,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Option<nsm_actors::LivenessConfig>> {
+    let interval = match interval.as_deref() {
+        None | Some("off") => return Ok(None),
+        Some(text) => humantime::parse_duration(text).with_context(|| {
+            format!("--liveness-interval {text:?}: a duration (1s, 500ms) or off")
+        })?,
+    };
+    check_duration("--liveness-interval", interval, Duration::from_secs(3600))?;
+    let timeout = timeout.unwrap_or(Duration::from_secs(1));
+    check_duration("--liveness-timeout", timeout, Duration::from_secs(60))?;
+    Ok(Some(nsm_actors::LivenessConfig { interval, timeout }))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -229,7 +285,13 @@ mod tests {
         let config = resolve(&["--node", "n1"]).unwrap();
         assert_eq!(config.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
         assert_eq!(config.db, PathBuf::from(DEFAULT_DB));
-        assert_eq!(config.dataplane, DataplaneKind::DryRun);
+        let expected = if nsm_actors::kernel::missing_capabilities().is_empty() {
+            DataplaneKind::Kernel
+        } else {
+            DataplaneKind::DryRun
+        };
+        assert_eq!(config.dataplane, expected);
+        assert_eq!(config.liveness, None);
         assert_eq!(config.lifetime, Duration::from_secs(600));
         assert_eq!(config.endpoint_lifetime, Duration::from_secs(60));
     }
@@ -253,7 +315,12 @@ mod tests {
     fn bad_values_are_refused_with_the_setting_named() {
         for (args, expected) in [
             (&["--dataplane", "ebpf"][..], "unknown data plane"),
-            (&["--dataplane", "kernel"][..], "issue 4"),
+            (&["--dataplane", "vpp"][..], "issue 5"),
+            (&["--liveness-interval", "often"][..], "--liveness-interval"),
+            (
+                &["--liveness-interval", "1s", "--liveness-timeout", "0s"][..],
+                "--liveness-timeout",
+            ),
             (&["--listen", "localhost:1"][..], "invalid --listen"),
             (&["--node", "a b"][..], "--node"),
             (&["--lifetime", "0s"][..], "--lifetime"),

@@ -9,7 +9,8 @@
 //! | `registry.NetworkServiceRegistry`, `registry.NetworkServiceEndpointRegistry` | [`registry`] |
 //! | `grpc.health.v1.Health` (SERVING once replay is done), gRPC reflection | here |
 //!
-//! Nothing is served before replay has finished, so a client never sees a half-loaded node.
+//! Nothing is served before replay and reconcile have finished (the data plane agrees with
+//! the log), so a client never sees a half-loaded node.
 
 mod config;
 mod hop;
@@ -24,9 +25,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::join_all;
+use nsm_actors::kernel::Kernel;
 use nsm_actors::{
-    DryRun, GrpcNextHop, Journal, ManagerConfig, ManagerHandle, Mesh, RegistryConfig,
-    RegistryHandle,
+    Dataplane, DryRun, ForwarderHandle, GrpcNextHop, Journal, ManagerConfig, ManagerHandle, Mesh,
+    RegistryConfig, RegistryHandle,
 };
 use nsm_events::clock::SystemClock;
 use nsm_events::store::{OpenOptions, SqliteStore};
@@ -77,13 +79,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         node: config.node.clone(),
         registry: registry.clone(),
         next_hop: Arc::new(GrpcNextHop::default()),
-        dataplane: match config.dataplane {
-            DataplaneKind::DryRun => {
-                tracing::warn!("data plane: dry-run — vWires are recorded but nothing is plumbed");
-                Arc::new(DryRun)
-            }
-        },
+        forwarder: ForwarderHandle::start(dataplane(&config).await?),
         request_timeout: config.request_timeout,
+        liveness: config.liveness,
     });
     let manager_config = ManagerConfig {
         arbiters: config.actor_threads,
@@ -95,7 +93,35 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         expired_during_downtime = replayed.expired_during_downtime,
         "vWires replayed"
     );
+    manager
+        .reconcile()
+        .await
+        .context("cannot reconcile the data plane with the log")?;
     serve(&config, routes(&config, manager, registry, store).await?).await
+}
+
+/// The data plane the configuration names, started.
+async fn dataplane(config: &ServeConfig) -> anyhow::Result<Arc<dyn Dataplane>> {
+    Ok(match config.dataplane {
+        DataplaneKind::DryRun => {
+            let why = config
+                .dataplane_defaulted
+                .as_deref()
+                .unwrap_or("--dataplane dry-run");
+            tracing::warn!(
+                reason = why,
+                "data plane: dry-run — vWires are recorded but nothing is plumbed"
+            );
+            Arc::new(DryRun)
+        }
+        DataplaneKind::Kernel => {
+            let kernel = Kernel::start(&config.node)
+                .await
+                .context("cannot start the kernel data plane")?;
+            tracing::info!(liveness = ?config.liveness, "data plane: kernel");
+            Arc::new(kernel)
+        }
+    })
 }
 
 async fn routes(

@@ -28,6 +28,10 @@ pub(crate) fn status(error: ActorError) -> Status {
         ActorError::Dataplane(
             DataplaneError::Unsupported { .. } | DataplaneError::InvalidInput(_),
         ) => Status::invalid_argument(message),
+        ActorError::Dataplane(DataplaneError::Conflict(_)) => Status::already_exists(message),
+        ActorError::Dataplane(DataplaneError::NotPermitted(_)) => {
+            Status::failed_precondition(message)
+        }
         ActorError::Dataplane(DataplaneError::Failed { .. }) => Status::internal(message),
         ActorError::NoMesh => Status::failed_precondition(message),
         ActorError::Fold(_) | ActorError::Replay(_) => Status::internal(message),

@@ -18,7 +18,7 @@ use nsm_events::clock::Clock;
 use nsm_events::store::Causation;
 use nsm_events::vwire::{
     Command, ConnectionContext, EndpointRef, FailureCode, FailureStage, LifecycleError, Mechanism,
-    Path, Status, VWire, VWireEvent, VWireId, decide_all,
+    Path, Plumbing, Status, VWire, VWireEvent, VWireId, decide_all,
 };
 use nsm_proto::convert::{
     Side, context_from_wire, context_to_wire, labels_to_wire, mechanism_from_wire,
@@ -26,10 +26,13 @@ use nsm_proto::convert::{
 };
 use nsm_proto::{connection as wire, networkservice::NetworkServiceRequest};
 
-use crate::dataplane::{DataplaneError, PlumbRequest};
+use crate::dataplane::{DataplaneError, End, PlumbRequest};
 use crate::error::ActorError;
 use crate::journal::Journal;
 use crate::mesh::{ConnectRequest, Mesh};
+
+mod heal;
+pub(crate) use heal::Reconciliation;
 
 /// Decides and records commands for one vWire; the only way a flow changes state.
 #[derive(Debug, Clone)]
@@ -135,7 +138,10 @@ impl Flow {
         let mesh = self.mesh()?;
         let wanted = &request.request;
         // Refusals that record nothing: bad mechanism, unknown service, no endpoint.
-        let client_mechanism = mesh.dataplane.choose(&wanted.mechanism_preferences)?;
+        let client_mechanism = mesh.forwarder.choose(&wanted.mechanism_preferences)?;
+        let client_mechanism =
+            mesh.forwarder
+                .complete(self.recorder.id, End::Client, client_mechanism);
         let candidates = mesh
             .registry
             .select(wanted.service.clone(), wanted.labels.clone())
@@ -203,28 +209,35 @@ impl Flow {
             return Err(error);
         };
 
+        let mut accepted = accepted;
+        accepted.mechanism =
+            mesh.forwarder
+                .complete(requested.id, End::Endpoint, accepted.mechanism);
         let plumb = PlumbRequest {
             vwire: requested.id,
             client: client_mechanism.clone(),
             endpoint: accepted.mechanism.clone(),
             context: accepted.context.clone(),
         };
-        let work = match mesh.dataplane.plumb(plumb).await {
+        let work = match mesh.forwarder.plumb(plumb).await {
             Ok(work) => work,
             Err(e) => {
                 self.tell_endpoint_close(mesh, &endpoint, &requested, &accepted)
                     .await;
-                let code = match e {
-                    DataplaneError::InvalidInput(_) | DataplaneError::Unsupported { .. } => {
-                        FailureCode::InvalidArgument
-                    }
-                    DataplaneError::Failed { .. } => FailureCode::Internal,
+                let code = match &e {
+                    ActorError::Dataplane(e) => failure_code(e),
+                    _ => FailureCode::Unavailable,
                 };
-                let error = ActorError::Dataplane(e);
-                self.fail(state, FailureStage::Dataplane, code, &error)
-                    .await?;
-                return Err(error);
+                self.fail(state, FailureStage::Dataplane, code, &e).await?;
+                return Err(e);
             }
+        };
+        let plumbing = Plumbing {
+            dataplane: work.dataplane.clone(),
+            dry_run: work.dry_run,
+            client_mechanism: client_mechanism.clone(),
+            endpoint_mechanism: accepted.mechanism.clone(),
+            plumbed_at: self.recorder.clock.now(),
         };
         let commands = [
             Command::RecordPlumbing {
@@ -254,6 +267,7 @@ impl Flow {
             Err(e) => {
                 if !e.may_have_committed() {
                     // Nothing records the vWire as established: undo what was done for it.
+                    self.undo_plumbing(mesh, &requested, &plumbing).await;
                     self.tell_endpoint_close(mesh, &endpoint, &requested, &accepted)
                         .await;
                 }
@@ -323,10 +337,24 @@ impl Flow {
         state: &mut Option<VWire>,
         end: Command,
     ) -> Result<VWire, ActorError> {
+        self.end_with(state, Vec::new(), end).await
+    }
+
+    /// [`Self::teardown`], recording `leading` (a probe failure, say) first in the same
+    /// append.
+    async fn end_with(
+        &self,
+        state: &mut Option<VWire>,
+        leading: Vec<Command>,
+        end: Command,
+    ) -> Result<VWire, ActorError> {
+        let mut commands = leading;
         // Refuse before any side effect (a stale expiry timer, a Close of a closed vWire).
-        self.recorder.check(state, std::slice::from_ref(&end))?;
+        self.recorder.check(
+            state,
+            &[commands.as_slice(), std::slice::from_ref(&end)].concat(),
+        )?;
         let current = state.clone().ok_or(LifecycleError::NotFound)?;
-        let mut commands = Vec::new();
         if let Some(mesh) = &self.mesh {
             if let Some(connection) = &current.connection {
                 let told = vwire_to_wire(&current, Side::Endpoint);
@@ -336,7 +364,7 @@ impl Flow {
                 }
             }
             if let Some(plumbing) = &current.plumbing {
-                match mesh.dataplane.unplumb(current.id, plumbing).await {
+                match mesh.forwarder.unplumb(current.id, plumbing).await {
                     Ok(work) => commands.push(Command::RecordUnplumbing { work }),
                     Err(e) => {
                         tracing::error!(vwire = %current.id, error = %e, "data plane not cleaned; reconcile will remove what no live vWire owns")
@@ -381,6 +409,13 @@ impl Flow {
         accept(reply, vwire).map_err(|why| format!("invalid reply: {why}"))
     }
 
+    /// Removes what was plumbed for a vWire whose plumbing was not recorded.
+    async fn undo_plumbing(&self, mesh: &Mesh, vwire: &VWire, plumbing: &Plumbing) {
+        if let Err(e) = mesh.forwarder.unplumb(vwire.id, plumbing).await {
+            tracing::error!(vwire = %vwire.id, error = %e, "plumbing not undone; reconcile removes it at the next start");
+        }
+    }
+
     async fn tell_endpoint_close(
         &self,
         mesh: &Mesh,
@@ -401,6 +436,18 @@ impl Flow {
     }
 }
 
+/// The failure code recorded for a data-plane refusal, in gRPC's terms.
+pub(crate) fn failure_code(error: &DataplaneError) -> FailureCode {
+    match error {
+        DataplaneError::InvalidInput(_) | DataplaneError::Unsupported { .. } => {
+            FailureCode::InvalidArgument
+        }
+        DataplaneError::Conflict(_) => FailureCode::AlreadyExists,
+        DataplaneError::NotPermitted(_) => FailureCode::FailedPrecondition,
+        DataplaneError::Failed { .. } => FailureCode::Internal,
+    }
+}
+
 fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::SubsecRound;
     at.trunc_subsecs(6)
@@ -418,7 +465,7 @@ fn set_own_expiry(path: &mut Path, expires_at: DateTime<Utc>) {
 fn endpoint_preferences(mesh: &Mesh, client: &Mechanism) -> Vec<Mechanism> {
     let mut types = vec![client.mechanism_type.as_str()];
     types.extend(
-        mesh.dataplane
+        mesh.forwarder
             .local_mechanisms()
             .iter()
             .copied()

@@ -1,0 +1,431 @@
+//! Making, checking and removing one vWire's veth pair.
+//!
+//! **Making** ([`plumb`]): check both ends first (the namespaces exist, the names are free,
+//! the addresses are on no other link), then create the pair in the node's own namespace
+//! under temporary names, move each end into its namespace renamed, tagged and up in one
+//! request, and give each its addresses and routes. A failure after the pair exists
+//! removes it (removing one end of a veth pair removes both), so a refusal leaves nothing;
+//! a crash leaves only tagged links, or temporary ones in the node's namespace, which
+//! reconcile removes.
+//!
+//! **Removing** ([`unplumb`]) finds the vWire's links by their tag, not by name, in both
+//! namespaces and among the temporary ones. **Checking** ([`verify`]) lists what is missing
+//! or wrong, for reconcile.
+
+use std::net::IpAddr;
+
+use nix::errno::Errno;
+use nsm_events::vwire::{DataplaneWork, VWireId};
+
+use super::netns::{Netns, NetnsError};
+use super::plan::{EndPlan, Plan};
+use super::rtnl::{NewRoute, Rtnl, RtnlError, VethEnd};
+use super::tag::{End, Tag, temporary_name};
+use super::{Inner, Kernel};
+use crate::dataplane::DataplaneError;
+
+/// What was done, in order, for the record.
+#[derive(Debug, Default)]
+struct Log(Vec<String>);
+
+impl Log {
+    fn push(&mut self, line: impl Into<String>) {
+        self.0.push(line.into());
+    }
+
+    fn work(self) -> DataplaneWork {
+        DataplaneWork {
+            dataplane: Kernel::NAME.to_owned(),
+            dry_run: false,
+            operations: self.0,
+        }
+    }
+}
+
+/// An end's namespace, open, with a netlink connection in it.
+struct Place {
+    ns: Netns,
+    rtnl: Rtnl,
+}
+
+async fn enter(inner: &Inner, end: End, url: &str) -> Result<Place, DataplaneError> {
+    let ns = Netns::open(url).map_err(|e| netns_error(end, e))?;
+    let rtnl = Rtnl::open(&ns, &inner.runtime)
+        .await
+        .map_err(|e| rtnl_error(&format!("the {end} end"), e))?;
+    Ok(Place { ns, rtnl })
+}
+
+/// Plumbs the vWire `plan` describes; on error nothing of it is left.
+pub(super) async fn plumb(inner: &Inner, plan: &Plan) -> Result<DataplaneWork, DataplaneError> {
+    let mut log = Log::default();
+    let client = enter(inner, End::Client, &plan.client.netns_url).await?;
+    let endpoint = enter(inner, End::Endpoint, &plan.endpoint.netns_url).await?;
+    preflight(inner, plan.vwire, &client, &plan.client, &mut log).await?;
+    preflight(inner, plan.vwire, &endpoint, &plan.endpoint, &mut log).await?;
+    let temporary = |end| temporary_name(plan.vwire, end, &inner.node);
+    let ends = [&plan.client, &plan.endpoint].map(|end| VethEnd {
+        name: temporary(end.end),
+        mtu: plan.mtu,
+        mac: end.mac,
+    });
+    inner
+        .own
+        .add_veth(&ends[0], &ends[1])
+        .await
+        .map_err(|e| rtnl_error("the node's own namespace", e))?;
+    log.push(format!(
+        "created veth pair {}/{}{}",
+        ends[0].name,
+        ends[1].name,
+        plan.mtu.map(|m| format!(", MTU {m}")).unwrap_or_default()
+    ));
+    let made = async {
+        for (place, end) in [(&client, &plan.client), (&endpoint, &plan.endpoint)] {
+            attach(inner, plan.vwire, place, end, &mut log).await?;
+        }
+        for (place, end) in [(&client, &plan.client), (&endpoint, &plan.endpoint)] {
+            configure(place, end, &mut log).await?;
+        }
+        Ok::<(), DataplaneError>(())
+    };
+    if let Err(error) = made.await {
+        let mut undo = Log::default();
+        remove_vwire(
+            inner,
+            plan.vwire,
+            [Some(&client), Some(&endpoint)],
+            &mut undo,
+        )
+        .await;
+        tracing::debug!(vwire = %plan.vwire, undone = ?undo.0, "plumbing undone");
+        return Err(error);
+    }
+    log.push(format!(
+        "tagged both ends: {}",
+        Tag::new(plan.vwire, End::Client, &inner.node)
+    ));
+    Ok(log.work())
+}
+
+/// Refuses an end whose name is taken or whose addresses are on another link; removes a
+/// leftover of this same vWire (from an interrupted attempt).
+async fn preflight(
+    inner: &Inner,
+    vwire: VWireId,
+    place: &Place,
+    end: &EndPlan,
+    log: &mut Log,
+) -> Result<(), DataplaneError> {
+    let here = || format!("the {} end's network namespace {}", end.end, place.ns.url());
+    let found = place
+        .rtnl
+        .link_by_name(&end.name)
+        .await
+        .map_err(|e| rtnl_error(&here(), e))?;
+    if let Some(link) = found {
+        let ours = link.alias.as_deref().and_then(Tag::parse);
+        if ours.is_some_and(|t| t.vwire == vwire && t.is_of(&inner.node)) {
+            place
+                .rtnl
+                .delete_link(link.index, &link.name)
+                .await
+                .map_err(|e| rtnl_error(&here(), e))?;
+            log.push(format!(
+                "removed a leftover {} of this vWire from {}",
+                link.name,
+                here()
+            ));
+        } else {
+            return Err(DataplaneError::Conflict(format!(
+                "interface name {} is already taken in {}",
+                end.name,
+                here()
+            )));
+        }
+    }
+    let present = place
+        .rtnl
+        .addresses()
+        .await
+        .map_err(|e| rtnl_error(&here(), e))?;
+    for (ip, _) in &end.addresses {
+        if let Some(other) = present.iter().find(|a| a.ip == *ip) {
+            return Err(DataplaneError::Conflict(format!(
+                "address {ip} is already on interface index {} in {}",
+                other.link,
+                here()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Moves one half of the pair into its namespace, renamed, tagged and up.
+async fn attach(
+    inner: &Inner,
+    vwire: VWireId,
+    place: &Place,
+    end: &EndPlan,
+    log: &mut Log,
+) -> Result<(), DataplaneError> {
+    let temporary = temporary_name(vwire, end.end, &inner.node);
+    let link = inner
+        .own
+        .link_by_name(&temporary)
+        .await
+        .map_err(|e| rtnl_error("the node's own namespace", e))?
+        .ok_or_else(|| DataplaneError::Failed {
+            dataplane: Kernel::NAME,
+            reason: format!("the new link {temporary} vanished before it was moved"),
+        })?;
+    let tag = Tag::new(vwire, end.end, &inner.node);
+    inner
+        .own
+        .move_link(link.index, &place.ns, &end.name, &tag.to_string())
+        .await
+        .map_err(|e| match e.errno() {
+            Some(Errno::EEXIST) => DataplaneError::Conflict(format!(
+                "interface name {} was taken in the {} end's network namespace {} while the vWire was being made",
+                end.name,
+                end.end,
+                place.ns.url()
+            )),
+            _ => rtnl_error(&format!("the {} end", end.end), e),
+        })?;
+    log.push(format!(
+        "moved {temporary} into the {} end's namespace {} as {}",
+        end.end,
+        place.ns.url(),
+        end.name
+    ));
+    Ok(())
+}
+
+/// Brings an end up and gives it its addresses and routes.
+async fn configure(place: &Place, end: &EndPlan, log: &mut Log) -> Result<(), DataplaneError> {
+    let here = format!("the {} end {} in {}", end.end, end.name, place.ns.url());
+    let link = place
+        .rtnl
+        .link_by_name(&end.name)
+        .await
+        .map_err(|e| rtnl_error(&here, e))?
+        .ok_or_else(|| DataplaneError::Failed {
+            dataplane: Kernel::NAME,
+            reason: format!("{here} vanished after it was moved"),
+        })?;
+    if !link.up {
+        place
+            .rtnl
+            .set_up(link.index, &end.name)
+            .await
+            .map_err(|e| rtnl_error(&here, e))?;
+    }
+    for (ip, len) in &end.addresses {
+        place
+            .rtnl
+            .add_address(link.index, *ip, *len)
+            .await
+            .map_err(|e| rtnl_error(&here, e))?;
+        log.push(format!("added {ip}/{len} to {here}"));
+    }
+    for route in &end.routes {
+        let new = NewRoute {
+            prefix: route.network,
+            len: route.len,
+            gateway: route.gateway,
+            link: link.index,
+        };
+        place
+            .rtnl
+            .add_route(&new)
+            .await
+            .map_err(|e| match e.errno() {
+                Some(Errno::EEXIST) => DataplaneError::Conflict(format!(
+                    "route {}/{} already exists in the {} end's namespace {}",
+                    route.network,
+                    route.len,
+                    end.end,
+                    place.ns.url()
+                )),
+                Some(Errno::ENETUNREACH) => DataplaneError::InvalidInput(format!(
+                    "route {}/{} of the {} end: its next hop {} is not reachable through {}",
+                    route.network,
+                    route.len,
+                    end.end,
+                    route.gateway.map_or_else(String::new, |g| g.to_string()),
+                    end.name
+                )),
+                _ => rtnl_error(&here, e),
+            })?;
+        log.push(match route.gateway {
+            Some(gateway) => format!(
+                "routed {}/{} via {gateway} on {here}",
+                route.network, route.len
+            ),
+            None => format!("routed {}/{} on {here}", route.network, route.len),
+        });
+    }
+    Ok(())
+}
+
+/// Removes everything tagged with `vwire` in the places given (and any temporary half in
+/// the node's own namespace), logging what it removed. Best effort: what cannot be removed
+/// is logged and left to reconcile.
+async fn remove_vwire(inner: &Inner, vwire: VWireId, places: [Option<&Place>; 2], log: &mut Log) {
+    for end in [End::Client, End::Endpoint] {
+        let temporary = temporary_name(vwire, end, &inner.node);
+        if let Ok(Some(link)) = inner.own.link_by_name(&temporary).await {
+            match inner.own.delete_link(link.index, &temporary).await {
+                Ok(()) => log.push(format!("removed {temporary} from the node's own namespace")),
+                Err(e) => log.push(format!("could not remove {temporary}: {e}")),
+            }
+        }
+    }
+    for place in places.into_iter().flatten() {
+        let links = match place.rtnl.links().await {
+            Ok(links) => links,
+            Err(e) => {
+                log.push(format!(
+                    "could not list the links of {}: {e}",
+                    place.ns.url()
+                ));
+                continue;
+            }
+        };
+        for link in links {
+            let Some(tag) = link.alias.as_deref().and_then(Tag::parse) else {
+                continue;
+            };
+            if tag.vwire != vwire || !tag.is_of(&inner.node) {
+                continue;
+            }
+            match place.rtnl.delete_link(link.index, &link.name).await {
+                Ok(()) => log.push(format!(
+                    "removed {} ({} end) from {} with its peer",
+                    link.name,
+                    tag.end,
+                    place.ns.url()
+                )),
+                // Removing one end of a pair removed the other already.
+                Err(e) if e.errno() == Some(Errno::ENODEV) => {}
+                Err(e) => log.push(format!("could not remove {}: {e}", link.name)),
+            }
+        }
+    }
+}
+
+/// Removes everything of `vwire`, whose ends were in these namespaces.
+pub(super) async fn unplumb(
+    inner: &Inner,
+    vwire: VWireId,
+    urls: [&str; 2],
+) -> Result<DataplaneWork, DataplaneError> {
+    let mut log = Log::default();
+    let mut places = Vec::new();
+    for (end, url) in [End::Client, End::Endpoint].into_iter().zip(urls) {
+        match enter(inner, end, url).await {
+            Ok(place) => places.push(place),
+            Err(DataplaneError::InvalidInput(why)) => {
+                log.push(format!("{why}: its links went with it"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    remove_vwire(inner, vwire, [places.first(), places.get(1)], &mut log).await;
+    if log.0.is_empty() {
+        log.push(format!("nothing of vWire {vwire} was left to remove"));
+    }
+    Ok(log.work())
+}
+
+/// What is missing or wrong with a plumbed vWire (nothing: it is whole).
+pub(super) async fn verify(inner: &Inner, plan: &Plan) -> Vec<String> {
+    let mut problems = Vec::new();
+    for end in [&plan.client, &plan.endpoint] {
+        let place = match enter(inner, end.end, &end.netns_url).await {
+            Ok(place) => place,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        problems.extend(check_end(inner, plan.vwire, &place, end).await);
+    }
+    problems
+}
+
+async fn check_end(inner: &Inner, vwire: VWireId, place: &Place, end: &EndPlan) -> Vec<String> {
+    let here = format!("the {} end {} in {}", end.end, end.name, place.ns.url());
+    let link = match place.rtnl.link_by_name(&end.name).await {
+        Ok(Some(link)) => link,
+        Ok(None) => return vec![format!("{here} is missing")],
+        Err(e) => return vec![format!("{here} cannot be read: {e}")],
+    };
+    let tag = link.alias.as_deref().and_then(Tag::parse);
+    if !tag.is_some_and(|t| t.vwire == vwire && t.end == end.end && t.is_of(&inner.node)) {
+        return vec![format!(
+            "{here} is not this vWire's (alias {:?})",
+            link.alias
+        )];
+    }
+    let mut problems = Vec::new();
+    if !link.up {
+        problems.push(format!("{here} is down"));
+    }
+    match place.rtnl.addresses().await {
+        Ok(present) => {
+            for (ip, len) in &end.addresses {
+                let has = |a: &&super::rtnl::Address| a.link == link.index && a.ip == *ip;
+                if !present.iter().any(|a| has(&a)) {
+                    problems.push(format!("{here} lacks {ip}/{len}"));
+                }
+            }
+        }
+        Err(e) => problems.push(format!("the addresses of {here} cannot be read: {e}")),
+    }
+    problems
+}
+
+fn netns_error(end: End, error: NetnsError) -> DataplaneError {
+    let message = format!("the {end} end's network namespace: {error}");
+    match error {
+        NetnsError::BadUrl { .. } | NetnsError::Missing { .. } | NetnsError::NotNetns { .. } => {
+            DataplaneError::InvalidInput(message)
+        }
+        NetnsError::Unusable { .. } | NetnsError::Exists { .. } => {
+            DataplaneError::NotPermitted(message)
+        }
+    }
+}
+
+/// A netlink failure, with "not permitted" told apart (a capability is missing).
+fn rtnl_error(place: &str, error: RtnlError) -> DataplaneError {
+    match error {
+        RtnlError::Netns(e) => DataplaneError::NotPermitted(format!("{place}: {e}")),
+        RtnlError::Kernel {
+            errno: Errno::EPERM | Errno::EACCES,
+            ..
+        } => DataplaneError::NotPermitted(format!(
+            "{place}: {error} (the kernel data plane needs CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+        )),
+        other => DataplaneError::Failed {
+            dataplane: Kernel::NAME,
+            reason: format!("{place}: {other}"),
+        },
+    }
+}
+
+/// The source and destination addresses the liveness probe pairs up: the client end's
+/// addresses and the endpoint end's, of the same family.
+pub(super) fn probe_pairs(plan: &Plan) -> Vec<(IpAddr, IpAddr)> {
+    let mut pairs = Vec::new();
+    for (src, _) in &plan.client.addresses {
+        for (dst, _) in &plan.endpoint.addresses {
+            if src.is_ipv4() == dst.is_ipv4() {
+                pairs.push((*src, *dst));
+            }
+        }
+    }
+    pairs
+}
