@@ -45,6 +45,15 @@ pub struct Kernel {
     inner: Arc<Inner>,
 }
 
+/// One end of [`Kernel::bare_pair`].
+#[derive(Debug, Clone)]
+pub struct BareEnd {
+    pub netns: Netns,
+    pub name: String,
+    pub address: std::net::IpAddr,
+    pub prefix_len: u8,
+}
+
 /// What every operation shares.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -105,6 +114,13 @@ impl Kernel {
                 runtime,
             }),
         })
+    }
+
+    /// A bare veth pair between two namespaces, each end with one address and up: not a
+    /// vWire (no tag, no routes), the baseline `nsm bench dataplane` measures vWires
+    /// against. Removed with its namespaces.
+    pub async fn bare_pair(&self, ends: [BareEnd; 2]) -> Result<(), DataplaneError> {
+        plumb::bare_pair(&self.inner, ends).await
     }
 
     fn plan(request: &PlumbRequest) -> Result<Plan, DataplaneError> {

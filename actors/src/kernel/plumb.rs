@@ -429,3 +429,60 @@ pub(super) fn probe_pairs(plan: &Plan) -> Vec<(IpAddr, IpAddr)> {
     }
     pairs
 }
+
+/// A pair between two namespaces, an address on each end, both up; nothing tagged.
+pub(super) async fn bare_pair(
+    inner: &Inner,
+    ends: [super::BareEnd; 2],
+) -> Result<(), DataplaneError> {
+    let temporary = |i: usize| format!("nsmbare{}{i}", std::process::id() % 100_000);
+    let halves = [0, 1].map(|i| VethEnd {
+        name: temporary(i),
+        mtu: None,
+        mac: None,
+    });
+    let own = |e| rtnl_error("the node's own namespace", e);
+    inner
+        .own
+        .add_veth(&halves[0], &halves[1])
+        .await
+        .map_err(own)?;
+    for (i, end) in ends.iter().enumerate() {
+        let link = inner
+            .own
+            .link_by_name(&halves[i].name)
+            .await
+            .map_err(own)?
+            .ok_or_else(|| DataplaneError::Failed {
+                dataplane: Kernel::NAME,
+                reason: format!("{} vanished", halves[i].name),
+            })?;
+        inner
+            .own
+            .move_link(link.index, &end.netns, &end.name, "nsm-rs bare pair")
+            .await
+            .map_err(own)?;
+        let there = Rtnl::open(&end.netns, &inner.runtime)
+            .await
+            .map_err(|e| rtnl_error(end.netns.url(), e))?;
+        let moved = there
+            .link_by_name(&end.name)
+            .await
+            .map_err(|e| rtnl_error(end.netns.url(), e))?
+            .ok_or_else(|| DataplaneError::Failed {
+                dataplane: Kernel::NAME,
+                reason: format!("{} vanished after the move", end.name),
+            })?;
+        if !moved.up {
+            there
+                .set_up(moved.index, &end.name)
+                .await
+                .map_err(|e| rtnl_error(end.netns.url(), e))?;
+        }
+        there
+            .add_address(moved.index, end.address, end.prefix_len)
+            .await
+            .map_err(|e| rtnl_error(end.netns.url(), e))?;
+    }
+    Ok(())
+}
