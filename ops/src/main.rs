@@ -5,6 +5,7 @@
 #![deny(rust_2018_idioms)]
 
 mod bench;
+mod demo;
 mod endpoint;
 mod listen;
 mod logging;
@@ -33,6 +34,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show vWires carrying packets on this machine: a node, an endpoint and two clients in
+    /// network namespaces, pings across each vWire, and the event log (run as root).
+    Demo(demo::DemoArgs),
     /// Measure what this machine can carry (prints a table, or JSON with --json).
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -50,7 +54,7 @@ impl Command {
     fn default_log(&self) -> &'static str {
         match self {
             Command::Serve(_) | Command::Endpoint(_) | Command::Request(_) => "info",
-            Command::Bench(_) => "warn",
+            Command::Bench(_) | Command::Demo(_) => "warn",
         }
     }
 }
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
     let outcome = nsm_actors::runtime::block_on(workers, async move {
         match cli.command {
             Command::Bench(which) => bench::run(which).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Endpoint(args) => endpoint::run(args).await,
             Command::Request(args) => request::run(args).await,

@@ -26,6 +26,15 @@ struct Behaviour {
     name: String,
     seen: Arc<Mutex<Seen>>,
     refuse: Arc<Mutex<Option<Status>>>,
+    kernel: Arc<Mutex<KernelEnd>>,
+}
+
+/// How the endpoint answers for a kernel data plane: where its ends go, and routes to add.
+#[derive(Debug, Clone, Default)]
+struct KernelEnd {
+    /// `inodeURL` of its ends; `None`: it names no namespace (for the dry-run data plane).
+    netns: Option<String>,
+    extra_client_routes: Vec<Route>,
 }
 
 /// A running fake endpoint; stops when dropped.
@@ -45,6 +54,7 @@ impl FakeEndpoint {
             name: name.into(),
             seen: Arc::default(),
             refuse: Arc::default(),
+            kernel: Arc::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
@@ -67,6 +77,26 @@ impl FakeEndpoint {
 
     pub fn seen(&self) -> Seen {
         self.behaviour.seen.lock().unwrap().clone()
+    }
+
+    /// Puts its end of every later vWire in namespace `netns_url` (its mechanism's
+    /// `inodeURL`), each under its own interface name (`nse-<n>`).
+    pub fn in_netns(&self, netns_url: &str) {
+        self.behaviour.kernel.lock().unwrap().netns = Some(netns_url.to_owned());
+    }
+
+    /// Adds `prefix via next_hop` to the client's routes of every later vWire.
+    pub fn add_client_route(&self, prefix: &str, next_hop: &str) {
+        self.behaviour
+            .kernel
+            .lock()
+            .unwrap()
+            .extra_client_routes
+            .push(Route {
+                prefix: prefix.into(),
+                next_hop: next_hop.into(),
+                ..Default::default()
+            });
     }
 
     /// Makes every later Request fail with `status` (None: answer again).
@@ -108,9 +138,22 @@ impl NetworkService for Behaviour {
             .first()
             .cloned()
             .ok_or_else(|| Status::invalid_argument("no mechanism offered"))?;
-        mechanism.parameters.insert("name".into(), "nse-0".into());
-        connection.mechanism = Some(mechanism);
         let n = self.seen.lock().unwrap().requests.len();
+        let kernel = self.kernel.lock().unwrap().clone();
+        match &kernel.netns {
+            Some(netns) => {
+                mechanism
+                    .parameters
+                    .insert("inodeURL".into(), netns.clone());
+                mechanism
+                    .parameters
+                    .insert("name".into(), format!("nse-{n}"));
+            }
+            None => {
+                mechanism.parameters.insert("name".into(), "nse-0".into());
+            }
+        }
+        connection.mechanism = Some(mechanism);
         let (client, server) = (
             format!("10.60.{}.1/32", n % 250),
             format!("10.60.{}.2/32", n % 250),
@@ -119,10 +162,12 @@ impl NetworkService for Behaviour {
             ip_context: Some(IpContext {
                 src_ip_addrs: vec![client.clone()],
                 dst_ip_addrs: vec![server.clone()],
-                src_routes: vec![Route {
+                src_routes: std::iter::once(Route {
                     prefix: server,
                     ..Default::default()
-                }],
+                })
+                .chain(kernel.extra_client_routes)
+                .collect(),
                 dst_routes: vec![Route {
                     prefix: client,
                     ..Default::default()

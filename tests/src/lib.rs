@@ -9,6 +9,7 @@
 
 pub mod fake_endpoint;
 pub mod mesh;
+pub mod netns;
 pub mod programs;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -49,8 +49,22 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(args: &[String], log: PathBuf) -> Self {
+        Self::spawn_in(None, args, log)
+    }
+
+    /// `nsm <args>` inside network namespace `netns` (by `ip netns exec`, which becomes the
+    /// nsm process), or in the test's own.
+    pub fn spawn_in(netns: Option<&str>, args: &[String], log: PathBuf) -> Self {
         let stderr = std::fs::File::create(&log).expect("create the process log");
-        let child = Command::new(nsm_binary())
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(nsm_binary());
+                command
+            }
+            None => Command::new(nsm_binary()),
+        };
+        let child = command
             .args(args)
             .env("NSM_LOG", "info,h2=warn,tower=warn,hyper=warn")
             .stdin(Stdio::null())
@@ -105,6 +119,8 @@ pub struct Node {
     pub db: PathBuf,
     pub name: String,
     extra: Vec<String>,
+    /// The network namespace it runs in (`None`: the test's own).
+    netns: Option<String>,
     pub process: Option<Process>,
     starts: usize,
 }
@@ -112,17 +128,35 @@ pub struct Node {
 impl Node {
     /// Starts a node and waits until it serves (health SERVING).
     pub async fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_in(dir, None, "node-a", extra).await
+    }
+
+    /// Starts node `name` inside network namespace `netns` (see [`Process::spawn_in`]).
+    pub async fn start_in(dir: &Path, netns: Option<&str>, name: &str, extra: &[&str]) -> Self {
         let mut node = Self {
             dir: dir.to_owned(),
             socket: dir.join("nsm.sock"),
             db: dir.join("events.db"),
-            name: "node-a".into(),
+            name: name.into(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            netns: netns.map(str::to_owned),
             process: None,
             starts: 0,
         };
         node.launch().await;
         node
+    }
+
+    /// Stops it gracefully (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.terminate();
+        }
+    }
+
+    /// Starts it again after [`Self::stop`] or [`Self::sigkill`].
+    pub async fn start_again(&mut self) {
+        self.launch().await;
     }
 
     pub fn url(&self) -> String {
@@ -183,7 +217,7 @@ impl Node {
         }
         args.extend(self.extra.iter().cloned());
         let log = self.dir.join(format!("serve-{}.log", self.starts));
-        self.process = Some(Process::spawn(&args, log));
+        self.process = Some(Process::spawn_in(self.netns.as_deref(), &args, log));
         self.wait_ready().await;
     }
 
@@ -273,6 +307,23 @@ pub fn refresh_request(returned: &Connection) -> NetworkServiceRequest {
         connection: Some(returned.clone()),
         mechanism_preferences: vec![kernel_mechanism("nsm-1")],
     }
+}
+
+/// A client's first Request for a vWire whose client end is interface `interface` in the
+/// namespace `netns_url` (NSM's kernel mechanism, `inodeURL` a `file://` URL).
+pub fn kernel_request(
+    service: &str,
+    client: &str,
+    netns_url: &str,
+    interface: &str,
+) -> NetworkServiceRequest {
+    let mut request = first_request(service, client, &[]);
+    let mut mechanism = kernel_mechanism(interface);
+    mechanism
+        .parameters
+        .insert("inodeURL".into(), netns_url.to_owned());
+    request.mechanism_preferences = vec![mechanism];
+    request
 }
 
 pub fn kernel_mechanism(interface: &str) -> Mechanism {

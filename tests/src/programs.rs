@@ -195,6 +195,18 @@ pub struct EndpointProgram {
 impl EndpointProgram {
     /// Starts it and waits until it serves (it registers right after).
     pub async fn start(dir: &Path, name: &str, service: &str, cidr: &str, registry: &str) -> Self {
+        Self::start_with(dir, name, service, cidr, registry, &[]).await
+    }
+
+    /// [`Self::start`] with more flags (`--netns`, say).
+    pub async fn start_with(
+        dir: &Path,
+        name: &str,
+        service: &str,
+        cidr: &str,
+        registry: &str,
+        extra: &[&str],
+    ) -> Self {
         let socket = dir.join(format!("{name}.sock"));
         let db = dir.join(format!("{name}.db"));
         let log = (1..)
@@ -217,6 +229,7 @@ impl EndpointProgram {
             &db.display().to_string(),
         ]
         .iter()
+        .chain(extra)
         .map(|s| (*s).to_owned())
         .collect();
         let mut process = Process::spawn(&args, log);

@@ -2,6 +2,7 @@
 //! table, or JSON with `--json`; none is a pass/fail test.
 
 mod actors;
+mod dataplane;
 mod fold;
 mod request;
 mod store;
@@ -21,6 +22,10 @@ pub(crate) enum Bench {
     /// How fast vWires are set up over real gRPC, against a floor of one gRPC round trip
     /// plus one fsync'd commit (a setup is two of each, so ratio_p50 ≈ 2 is the honest aim).
     Request(request::RequestArgs),
+    /// Whether a vWire moves packets as fast as the kernel can: TCP throughput across a
+    /// vWire of the kernel data plane against a bare veth pair, and how fast vWires are
+    /// plumbed and unplumbed. Needs root.
+    Dataplane(dataplane::DataplaneArgs),
 }
 
 pub(crate) async fn run(which: Bench) -> anyhow::Result<()> {
@@ -29,6 +34,7 @@ pub(crate) async fn run(which: Bench) -> anyhow::Result<()> {
         Bench::Fold(args) => fold::run(args).await,
         Bench::Actors(args) => actors::run(args).await,
         Bench::Request(args) => request::run(args).await,
+        Bench::Dataplane(args) => dataplane::run(args).await,
     }
 }
 
