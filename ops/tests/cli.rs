@@ -126,6 +126,59 @@ fn bench_request_sets_up_vwires_over_grpc_and_reports_them_against_the_floor() {
     assert!((ratio - report["ratio_p50"].as_f64().unwrap()).abs() < 0.01);
 }
 
+/// The bench's namespaces under `/run/netns`.
+fn bench_namespaces() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.starts_with("nsmbench-"))
+        .collect()
+}
+
+#[test]
+fn bench_dataplane_measures_a_vwire_against_a_bare_veth_pair_and_leaves_no_namespace() {
+    let missing = nsm_actors::kernel::missing_capabilities();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but this process lacks {missing:?}: bench dataplane must run as root in CI"
+        );
+        eprintln!("skipped: needs {missing:?} (run as root)");
+        return;
+    }
+    let before = bench_namespaces();
+    let report = json(&nsm(&[
+        "bench",
+        "dataplane",
+        "--json",
+        "--seconds",
+        "1",
+        "--vwires",
+        "20",
+    ]));
+    assert_eq!(report["vwires"], 20);
+    assert_eq!(report["seconds"], 1);
+    for field in [
+        "vwire_gbps",
+        "bare_veth_gbps",
+        "ratio",
+        "plumbed_per_s",
+        "unplumbed_per_s",
+        "concurrency",
+    ] {
+        let value = report[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} missing: {report}"));
+        assert!(value > 0.0, "{field} = {value}");
+    }
+    let ratio = report["vwire_gbps"].as_f64().unwrap() / report["bare_veth_gbps"].as_f64().unwrap();
+    assert!((ratio - report["ratio"].as_f64().unwrap()).abs() < 0.01);
+    let left: Vec<_> = bench_namespaces().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
+
 #[test]
 fn serve_refuses_bad_configuration_before_starting() {
     let dir = tempfile::tempdir().unwrap();

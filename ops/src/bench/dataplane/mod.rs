@@ -205,7 +205,11 @@ impl Drop for Namespaces {
     fn drop(&mut self) {
         for name in &self.names {
             if let Err(error) = netns::delete_named(name) {
-                tracing::warn!(netns = %name, %error, "namespace left behind; remove it with `ip netns delete`");
+                tracing::warn!(
+                    netns = %name,
+                    %error,
+                    "namespace left behind; remove it with `ip netns delete`"
+                );
             }
         }
     }
