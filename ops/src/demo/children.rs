@@ -4,9 +4,9 @@
 //! * **Spawning**: stdin is closed, stderr (and stdout, except a client's JSON) goes to a log
 //!   file of its own in the demo's directory. `NSM_*` variables of the demo's environment are
 //!   not passed on, so the arguments shown are the whole configuration; each child logs at
-//!   INFO. Each child leads a process group of its own, so that a Ctrl-C in the terminal
-//!   reaches only the demo, which then stops the children in order (clients first, so that
-//!   their Close still finds the node).
+//!   INFO, without colours. Each child leads a process group of its own, so that a Ctrl-C in
+//!   the terminal reaches only the demo, which then stops the children in order (clients
+//!   first, so that their Close still finds the node).
 //! * **Waiting**: until a program serves (gRPC health SERVING) or the node's registry lists an
 //!   endpoint, with a deadline; a child that exits first fails the wait with its log's tail.
 //! * **Stopping**: SIGTERM (`kill -TERM`, as an operator would) and a bounded wait, then
@@ -72,6 +72,8 @@ impl Child {
         let child = command
             .args(args)
             .env("NSM_LOG", CHILD_LOG)
+            // Logs go to files: no colour codes in them.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(file)

@@ -72,6 +72,14 @@ pub(super) fn command(depth: usize, args: &[String], dir: &std::path::Path) {
     }
 }
 
+/// A list item: `- text`, wrapped, its continuation lines under its first word.
+pub(super) fn bullet(depth: usize, text: &str) {
+    for (i, wrapped) in wrap(text, WIDTH - 3 * depth - 2).iter().enumerate() {
+        let mark = if i == 0 { "- " } else { "  " };
+        detail(depth, format_args!("{mark}{wrapped}"));
+    }
+}
+
 /// The width paragraphs are wrapped at: that of a small terminal.
 const WIDTH: usize = 88;
 

@@ -26,6 +26,7 @@ use nsm_actors::kernel::netns;
 use super::children::Child;
 use super::clients::{Client, VWire};
 use super::say;
+use super::timeline::Shown;
 
 /// How long a child has to exit after its SIGTERM.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -42,6 +43,8 @@ pub(super) struct Stage {
     pub(super) clients: Vec<Client>,
     /// The vWires the clients reported, in client order.
     pub(super) vwires: Vec<VWire>,
+    /// How much of each vWire's timeline was printed.
+    pub(super) shown: Shown,
 }
 
 impl Stage {
@@ -63,6 +66,7 @@ impl Stage {
             endpoint: None,
             clients: Vec::new(),
             vwires: Vec::new(),
+            shown: Shown::new(),
         })
     }
 

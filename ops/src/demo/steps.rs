@@ -72,13 +72,20 @@ pub(super) async fn show(
         let vwire = vwire?;
         say::detail(2, format_args!("{} got vWire {}", vwire.client, vwire.id));
         say::detail(
-            2,
+            3,
             format_args!(
-                "{} on {INTERFACE} in {netns} <-> {} at {}",
-                vwire.client_addr, vwire.endpoint_addr, vwire.endpoint
+                "client end    {} on {INTERFACE} in {netns}",
+                vwire.client_addr
             ),
         );
-        say::detail(2, format_args!("path: {}", vwire.path.join(" -> ")));
+        say::detail(
+            3,
+            format_args!(
+                "endpoint end  {} in {endpoint_ns} ({})",
+                vwire.endpoint_addr, vwire.endpoint
+            ),
+        );
+        say::detail(3, format_args!("path          {}", vwire.path.join(" -> ")));
         stage.vwires.push(vwire);
     }
     steps.next(format_args!(
@@ -86,7 +93,7 @@ pub(super) async fn show(
     ));
     let tally = pings::across(&stage.vwires, count).await;
     steps.next("What the node recorded: each vWire's events, read from its event log");
-    timeline::print(&db(stage), &stage.vwires).await?;
+    timeline::print(&db(stage), &stage.vwires, &mut stage.shown).await?;
     say::detail(1, "Times are UTC. To see the same rows yourself:");
     say::detail(2, sqlite_events(&db(stage)));
     Ok(tally)
@@ -223,7 +230,7 @@ pub(super) async fn take_down(
         clean &= stage.close_clients().await;
         if !stage.vwires.is_empty() {
             say::detail(1, "The timelines now end with the Close:");
-            if let Err(e) = timeline::print(&db(stage), &stage.vwires).await {
+            if let Err(e) = timeline::print(&db(stage), &stage.vwires, &mut stage.shown).await {
                 say::detail(1, format_args!("{e:#}"));
                 clean = false;
             }

@@ -7,11 +7,12 @@
 //! (`DataplanePlumbed` / `DataplaneUnplumbed`: how many operations, the first two of them),
 //! the new deadline of a `Refreshed`, and who closed a vWire.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context as _;
 use nsm_events::store::{EventStore as _, OpenOptions, RecordedEvent, SqliteStore};
-use nsm_events::vwire::{ClosedBy, DataplaneWork, VWireEvent};
+use nsm_events::vwire::{ClosedBy, DataplaneWork, VWireEvent, VWireId};
 
 use super::clients::VWire;
 use super::say;
@@ -21,54 +22,64 @@ const SHOWN_OPERATIONS: usize = 2;
 /// The width of the event-type column.
 const TYPE_WIDTH: usize = 18;
 
-/// Prints the timeline of each of `vwires` from the log at `db`; the event types of each.
-pub(super) async fn print(db: &Path, vwires: &[VWire]) -> anyhow::Result<Vec<Vec<String>>> {
+/// How many events of each vWire's timeline were printed already.
+pub(super) type Shown = HashMap<VWireId, usize>;
+
+/// Prints the timeline of each of `vwires` from the log at `db`: in full the first time,
+/// then only the events `shown` does not count yet.
+pub(super) async fn print(db: &Path, vwires: &[VWire], shown: &mut Shown) -> anyhow::Result<()> {
     let store = SqliteStore::open_read_only(db, OpenOptions::default())
         .await
         .with_context(|| format!("cannot open the node's event log {}", db.display()))?;
-    let mut types = Vec::new();
+    let mut timelines = Vec::new();
     for vwire in vwires {
-        let events = store.read_stream(&vwire.id.stream(), 1).await;
-        let events = match events {
-            Ok(events) => events,
+        match store.read_stream(&vwire.id.stream(), 1).await {
+            Ok(events) => timelines.push(events),
             Err(e) => {
                 store.close().await;
                 return Err(e).context("cannot read the node's event log");
             }
-        };
-        say::detail(
-            1,
-            format_args!(
-                "vWire {} of {} (stream {}):",
-                vwire.id,
-                vwire.client,
-                vwire.id.stream()
-            ),
-        );
-        for event in &events {
-            for (i, text) in describe(event).into_iter().enumerate() {
-                if i == 0 {
-                    say::detail(2, text);
-                } else {
-                    say::detail(2, format_args!("{:indent$}{text}", "", indent = indent()));
-                }
-            }
         }
-        types.push(events.into_iter().map(|e| e.event_type).collect());
     }
     store.close().await;
-    Ok(types)
+    for (vwire, events) in vwires.iter().zip(timelines) {
+        let before = shown.get(&vwire.id).copied().unwrap_or(0).min(events.len());
+        say::detail(1, heading(vwire, &events, before));
+        for event in &events[before..] {
+            let (head, details) = describe(event);
+            say::detail(2, head);
+            for detail in details {
+                say::bullet(3, &detail);
+            }
+        }
+        shown.insert(vwire.id, events.len());
+    }
+    Ok(())
 }
 
-/// Where a summary's continuation lines start: under the summary.
-fn indent() -> usize {
-    // "#12  18:45:17.123  " + the type column + "  "
-    5 + 14 + TYPE_WIDTH + 2
+/// `demo-nsc-1's vWire <id>:`, saying which events were shown before.
+fn heading(vwire: &VWire, events: &[RecordedEvent], before: usize) -> String {
+    let intro = format!("{}'s vWire {}", vwire.client, vwire.id);
+    match (events.first(), events.get(before.wrapping_sub(1))) {
+        (Some(first), Some(last)) if before == events.len() => {
+            format!(
+                "{intro}: #{} to #{} as above, nothing since",
+                first.position, last.position
+            )
+        }
+        (Some(first), Some(last)) => {
+            format!(
+                "{intro}: #{} to #{} as above, then",
+                first.position, last.position
+            )
+        }
+        _ => format!("{intro}:"),
+    }
 }
 
 /// An event's line, and the lines of detail under it.
-fn describe(event: &RecordedEvent) -> Vec<String> {
-    let (summary, more) = match VWireEvent::decode(event) {
+fn describe(event: &RecordedEvent) -> (String, Vec<String>) {
+    let (summary, details) = match VWireEvent::decode(event) {
         Ok(decoded) => summarise(&decoded),
         Err(e) => (format!("(cannot decode it: {e})"), Vec::new()),
     };
@@ -78,14 +89,21 @@ fn describe(event: &RecordedEvent) -> Vec<String> {
         event.recorded_at.format("%H:%M:%S%.3f"),
         event.event_type,
     );
-    std::iter::once(head).chain(more).collect()
+    (head, details)
 }
 
 /// A one-line summary of an event, and detail lines (data-plane operations).
 fn summarise(event: &VWireEvent) -> (String, Vec<String>) {
     let clock = |t: &chrono::DateTime<chrono::Utc>| t.format("%H:%M:%S").to_string();
     match event {
-        VWireEvent::Requested(e) => (format!("{} asked for {}", e.client, e.service), Vec::new()),
+        VWireEvent::Requested(e) => {
+            let client = e
+                .path
+                .segments
+                .first()
+                .map_or(e.client.as_str(), |s| &s.name);
+            (format!("{client} asked for {}", e.service), Vec::new())
+        }
         VWireEvent::Established(e) => (
             format!(
                 "by {}: client {}, endpoint {}",
@@ -133,9 +151,11 @@ fn closed(by: ClosedBy, reason: &str) -> String {
         ClosedBy::Operator => "an operator",
         ClosedBy::Node => "the node",
     };
-    match reason {
-        "" => format!("by {by}"),
-        reason => format!("by {by}: {reason}"),
+    // A reason that only repeats who closed it ("closed by the client") says nothing more.
+    if reason.is_empty() || reason.eq_ignore_ascii_case(&format!("closed by {by}")) {
+        format!("by {by}")
+    } else {
+        format!("by {by}: {reason}")
     }
 }
 
@@ -159,7 +179,7 @@ fn work(work: &DataplaneWork) -> (String, Vec<String>) {
         .cloned()
         .collect();
     if count > SHOWN_OPERATIONS {
-        more.push(format!("… and {} more", count - SHOWN_OPERATIONS));
+        more.push(format!("and {} more", count - SHOWN_OPERATIONS));
     }
     (format!("{}: {count} {noun}{dry}", work.dataplane), more)
 }
@@ -184,7 +204,7 @@ mod tests {
         };
         let (head, more) = work(&work_of(4));
         assert_eq!(head, "kernel: 4 operations");
-        assert_eq!(more, ["op 1", "op 2", "… and 2 more"]);
+        assert_eq!(more, ["op 1", "op 2", "and 2 more"]);
         let (head, more) = work(&work_of(1));
         assert_eq!(head, "kernel: 1 operation");
         assert_eq!(more, ["op 1"]);
@@ -193,6 +213,10 @@ mod tests {
     #[test]
     fn a_close_says_who_closed_and_why() {
         assert_eq!(closed(ClosedBy::Client, ""), "by the client");
+        assert_eq!(
+            closed(ClosedBy::Client, "closed by the client"),
+            "by the client"
+        );
         assert_eq!(
             closed(ClosedBy::Node, "namespace gone"),
             "by the node: namespace gone"

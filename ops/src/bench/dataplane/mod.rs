@@ -4,8 +4,8 @@
 //! Throughput: one TCP connection for `--seconds` across a vWire the real kernel data plane
 //! plumbed between two fresh network namespaces (`vwire_gbps`), against the same connection
 //! across a bare veth pair between two other fresh namespaces (`bare_veth_gbps`, the
-//! baseline of `ratio`). Rounds alternate bare and vWire so that the machine's drift hits
-//! both alike; the report takes the median round of each. The measurement is built in (an
+//! baseline of `ratio`). Rounds run bare, vWire, vWire, bare, ... so that the machine's
+//! drift hits both alike; the report takes the median round of each. The measurement is built in (an
 //! iperf3-like sender and receiver, see [`tcp`]), so nothing needs installing.
 //!
 //! Plumbing: `--vwires` vWires between one more pair of namespaces, `--concurrency` at a
@@ -140,11 +140,15 @@ async fn measure(
     let to_bare = SocketAddr::from((BARE_ADDRESSES[1], PORT));
     let mut vwire_rates = Vec::new();
     let mut bare_rates = Vec::new();
-    for _ in 0..args.rounds {
-        let bare = tcp::gbps(&bare_client, &bare_endpoint, to_bare, window).await;
-        bare_rates.push(bare.context("TCP across the bare veth pair")?);
-        let vwire = tcp::gbps(&vwire_client, &vwire_endpoint, to_vwire, window).await;
-        vwire_rates.push(vwire.context("TCP across the vWire")?);
+    // Bare, vWire, vWire, bare, ...: a drift over the run hits both alike.
+    for round in 0..args.rounds * 2 {
+        if (round + round / 2) % 2 == 0 {
+            let bare = tcp::gbps(&bare_client, &bare_endpoint, to_bare, window).await;
+            bare_rates.push(bare.context("TCP across the bare veth pair")?);
+        } else {
+            let vwire = tcp::gbps(&vwire_client, &vwire_endpoint, to_vwire, window).await;
+            vwire_rates.push(vwire.context("TCP across the vWire")?);
+        }
     }
 
     let rates = plumbing::Load {
