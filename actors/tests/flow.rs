@@ -1,7 +1,8 @@
 //! The vWire's flows against a scripted mesh, on a paused clock: the next candidate is tried
 //! when an endpoint fails, every failure is recorded whole, refusals found before `Requested`
-//! record nothing, expiry and Close tell the endpoint and unplumb, and a vWire left
-//! `Requested` by a flow that died with the node is failed at start-up.
+//! record nothing, expiry and Close tell the endpoint and unplumb, a vWire left
+//! `Requested` by a flow that died with the node is failed at start-up, a dead datapath is
+//! re-plumbed with backoff, and reconcile heals what is broken and sweeps only orphans.
 
 mod support;
 
@@ -11,12 +12,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use nsm_actors::{
-    ActorError, ConnectRequest, Dataplane, DataplaneError, DryRun, ForwarderHandle, Journal,
-    ManagerConfig, ManagerHandle, Mesh, NextHop, PlumbRequest, RegistryConfig, RegistryHandle,
+    ActorError, ConnectRequest, Dataplane, DataplaneError, DataplaneObject, DryRun,
+    ForwarderHandle, Journal, Liveness, LivenessConfig, ManagerConfig, ManagerHandle, Mesh,
+    NextHop, PlumbRequest, RegistryConfig, RegistryHandle,
 };
 use nsm_events::clock::{Clock, PausedClock};
 use nsm_events::registry::{EndpointName, EndpointSpec, EndpointUrl, NetworkService, Payload};
-use nsm_events::store::{Causation, MemoryStore};
+use nsm_events::store::{Causation, EventStore, MemoryStore};
 use nsm_events::vwire::{
     ClosedBy, DataplaneWork, Mechanism, MechanismClass, Path, PathSegment, Plumbing, ServiceName,
     Status, VWireId, VWireRequest,
@@ -109,6 +111,93 @@ impl Dataplane for BrokenDataplane {
     }
 }
 
+/// A data plane that does what the test says: every probe finds the datapath dead, `verify`
+/// reports the problems set for a vWire, `inventory` returns what the test put there.
+#[derive(Debug, Default)]
+struct ScriptedDataplane {
+    plumbed: Mutex<Vec<VWireId>>,
+    problems: Mutex<BTreeMap<VWireId, Vec<String>>>,
+    objects: Mutex<Vec<DataplaneObject>>,
+    removed: Mutex<Vec<DataplaneObject>>,
+}
+
+impl ScriptedDataplane {
+    fn work(operation: &str) -> DataplaneWork {
+        DataplaneWork {
+            dataplane: "scripted".into(),
+            dry_run: false,
+            operations: vec![operation.into()],
+        }
+    }
+
+    fn object(vwire: Option<VWireId>, what: &str) -> DataplaneObject {
+        DataplaneObject {
+            vwire,
+            description: what.into(),
+            locator: what.into(),
+        }
+    }
+}
+
+impl Dataplane for ScriptedDataplane {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    fn local_mechanisms(&self) -> &'static [&'static str] {
+        &["KERNEL"]
+    }
+    fn plumb(
+        &self,
+        request: PlumbRequest,
+    ) -> BoxFuture<'static, Result<DataplaneWork, DataplaneError>> {
+        self.plumbed.lock().unwrap().push(request.vwire);
+        Box::pin(async { Ok(Self::work("made it")) })
+    }
+    fn unplumb(
+        &self,
+        _: VWireId,
+        _: &Plumbing,
+    ) -> BoxFuture<'static, Result<DataplaneWork, DataplaneError>> {
+        Box::pin(async { Ok(Self::work("removed it")) })
+    }
+    fn verify(
+        &self,
+        request: PlumbRequest,
+    ) -> BoxFuture<'static, Result<Vec<String>, DataplaneError>> {
+        let problems = self
+            .problems
+            .lock()
+            .unwrap()
+            .get(&request.vwire)
+            .cloned()
+            .unwrap_or_default();
+        Box::pin(async move { Ok(problems) })
+    }
+    fn inventory(&self) -> BoxFuture<'static, Result<Vec<DataplaneObject>, DataplaneError>> {
+        let objects = self.objects.lock().unwrap().clone();
+        Box::pin(async move { Ok(objects) })
+    }
+    fn remove(
+        &self,
+        objects: Vec<DataplaneObject>,
+    ) -> BoxFuture<'static, Result<DataplaneWork, DataplaneError>> {
+        self.removed.lock().unwrap().extend(objects);
+        Box::pin(async { Ok(Self::work("removed orphans")) })
+    }
+    fn probe(
+        &self,
+        _: PlumbRequest,
+        _: Duration,
+    ) -> BoxFuture<'static, Result<Liveness, DataplaneError>> {
+        Box::pin(async {
+            Ok(Liveness::Dead {
+                what: "ICMP 10.0.0.1 → 10.0.0.2 on nsm-1".into(),
+                reason: "no reply".into(),
+            })
+        })
+    }
+}
+
 struct Mesh1 {
     manager: ManagerHandle,
     hop: Arc<ScriptedHop>,
@@ -127,6 +216,16 @@ impl Mesh1 {
 
 /// A node on `store` whose service `secure-intranet` has endpoints `nse-1..=count`.
 async fn mesh(store: MemoryStore, count: u32, dataplane: Arc<dyn Dataplane>) -> Mesh1 {
+    mesh_probing(store, count, dataplane, None).await
+}
+
+/// [`mesh`], probing datapaths as `liveness` says.
+async fn mesh_probing(
+    store: MemoryStore,
+    count: u32,
+    dataplane: Arc<dyn Dataplane>,
+    liveness: Option<LivenessConfig>,
+) -> Mesh1 {
     let clock: Arc<dyn Clock> = Arc::new(PausedClock::starting_at(origin()));
     let journal = Journal::new(Arc::new(store.clone()));
     let (registry, _) =
@@ -163,7 +262,7 @@ async fn mesh(store: MemoryStore, count: u32, dataplane: Arc<dyn Dataplane>) -> 
         next_hop: hop.clone(),
         forwarder: ForwarderHandle::start(dataplane),
         request_timeout: Duration::from_secs(1),
-        liveness: None,
+        liveness,
     });
     let config = ManagerConfig {
         arbiters: 0,
@@ -393,5 +492,105 @@ fn a_vwire_left_requested_by_a_flow_that_died_is_failed_at_start() {
         let state = mesh.manager.state(id).await.unwrap().unwrap();
         assert_eq!(state.status, Status::Failed);
         assert_eq!(events(&mesh.store, id).await, ["Requested", "Failed"]);
+    });
+}
+
+#[test]
+fn a_dead_datapath_is_replumbed_and_recorded_with_backoff_not_in_a_loop() {
+    run_paused(|| async {
+        let dataplane = Arc::new(ScriptedDataplane::default());
+        let liveness = LivenessConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(100),
+        };
+        let mesh = mesh_probing(MemoryStore::new(), 1, dataplane.clone(), Some(liveness)).await;
+        let id = VWireId::new_random();
+        mesh.request(id).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(70)).await;
+        // Probes at 1s, then each heal doubles the wait: 1+2+4+8+16+32 = 63s.
+        let heals = dataplane.plumbed.lock().unwrap().len() - 1;
+        assert!((5..=7).contains(&heals), "{heals} heals in 70s");
+        let recorded = events(&mesh.store, id).await;
+        assert_eq!(
+            recorded[..6],
+            [
+                "Requested",
+                "DataplanePlumbed",
+                "Established",
+                "ProbeFailed",
+                "DataplanePlumbed",
+                "Healed"
+            ]
+        );
+        assert_eq!(
+            recorded.iter().filter(|e| *e == "ProbeFailed").count(),
+            heals
+        );
+        assert_eq!(recorded.iter().filter(|e| *e == "Healed").count(), heals);
+    });
+}
+
+#[test]
+fn reconcile_heals_what_is_broken_and_sweeps_only_what_no_live_vwire_owns() {
+    run_paused(|| async {
+        let dataplane = Arc::new(ScriptedDataplane::default());
+        let mesh = mesh(MemoryStore::new(), 1, dataplane.clone()).await;
+        let (broken, whole, ended) = (
+            VWireId::new_random(),
+            VWireId::new_random(),
+            VWireId::new_random(),
+        );
+        for id in [broken, whole, ended] {
+            mesh.request(id).await.unwrap();
+        }
+        mesh.manager
+            .close(ended, ClosedBy::Client, "done".into(), Causation::default())
+            .await
+            .unwrap();
+        dataplane
+            .problems
+            .lock()
+            .unwrap()
+            .insert(broken, vec!["nsm-1 is missing".into()]);
+        *dataplane.objects.lock().unwrap() = vec![
+            ScriptedDataplane::object(Some(whole), "whole's end"),
+            ScriptedDataplane::object(Some(ended), "ended's end"),
+            ScriptedDataplane::object(Some(VWireId::new_random()), "a stranger's end"),
+            ScriptedDataplane::object(None, "a half-made pair"),
+        ];
+        let report = mesh.manager.reconcile().await.unwrap();
+        assert_eq!(
+            (
+                report.checked,
+                report.whole,
+                report.healed,
+                report.failed,
+                report.orphans_removed
+            ),
+            (2, 1, 1, 0, 3)
+        );
+        let removed: Vec<String> = dataplane
+            .removed
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|o| o.description.clone())
+            .collect();
+        assert_eq!(
+            removed,
+            ["ended's end", "a stranger's end", "a half-made pair"]
+        );
+        assert_eq!(
+            events(&mesh.store, broken).await[3..],
+            ["DataplanePlumbed", "Healed"]
+        );
+        assert_eq!(events(&mesh.store, whole).await.len(), 3);
+        let node_stream = mesh
+            .store
+            .read_stream(&nsm_events::dataplane::stream("node-a").unwrap(), 1)
+            .await
+            .unwrap();
+        let types: Vec<&str> = node_stream.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["OrphansRemoved", "Reconciled"]);
     });
 }

@@ -105,7 +105,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (clean, kept) = steps::take_down(&mut stage, &mut steps, args.keep).await;
     match ending {
         Ending::Shown(tally) if tally.all_answered() && clean => {
-            steps::recap(kept.as_deref());
+            steps::recap(kept.as_deref(), !args.exit_after_pings);
             Ok(())
         }
         Ending::Shown(tally) if !tally.all_answered() => anyhow::bail!(

@@ -34,7 +34,9 @@ const PATIENCE: Duration = Duration::from_secs(15);
 /// What the demo made. Dropping it kills the children and deletes the namespaces.
 #[derive(Debug)]
 pub(super) struct Stage {
-    /// `nsm-demo-<6 hex>`: the prefix of this run's namespace names.
+    /// `nsm-demo-<6 hex>`: the node's name and the prefix of this run's namespace names.
+    /// Unique, so that two demos at once never share a namespace, and neither node takes
+    /// the other's links (tagged with the node's name) for its own orphans.
     pub(super) tag: String,
     dir: Option<tempfile::TempDir>,
     namespaces: Vec<String>,

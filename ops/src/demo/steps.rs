@@ -20,8 +20,6 @@ use crate::endpoint::Signals;
 const SERVICE: &str = "icmp-responder";
 /// The endpoint's address pool.
 const CIDR: &str = "172.16.0.0/24";
-/// The node's name: its segment in every path.
-const NODE: &str = "nsm-demo";
 /// The endpoint's name.
 const ENDPOINT: &str = "demo-nse";
 /// Clients, each in a namespace of its own.
@@ -67,7 +65,7 @@ pub(super) async fn show(
             &dir,
         );
         let mut client = Client::start(i + 1, netns, &node.to_string(), SERVICE, &dir)?;
-        let vwire = client.first_vwire(NODE, PATIENCE).await;
+        let vwire = client.first_vwire(&stage.tag, PATIENCE).await;
         stage.clients.push(client);
         let vwire = vwire?;
         say::detail(2, format_args!("{} got vWire {}", vwire.client, vwire.id));
@@ -111,7 +109,7 @@ async fn start_node(stage: &mut Stage, steps: &mut Steps) -> anyhow::Result<Peer
         "--db",
         &db(stage).display().to_string(),
         "--node",
-        NODE,
+        &stage.tag,
         "--dataplane",
         "kernel",
     ]);
@@ -244,8 +242,9 @@ pub(super) async fn take_down(
     (clean && stopped, kept)
 }
 
-/// What the newcomer just saw, and where to look next.
-pub(super) fn recap(kept: Option<&Path>) {
+/// What the newcomer just saw, and where to look next; `waited` if the demo waited for
+/// Ctrl-C (so the namespaces could be looked into).
+pub(super) fn recap(kept: Option<&Path>, waited: bool) {
     say::blank();
     say::line("What you just saw");
     say::paragraph(
@@ -260,33 +259,40 @@ pub(super) fn recap(kept: Option<&Path>) {
              Close, and the node removed the pair and recorded Closed and DataplaneUnplumbed."
         ),
     );
-    say::blank();
-    let Some(dir) = kept else {
-        say::line("Run `nsm demo --keep` to keep the logs and event logs, or leave out");
-        say::line("--exit-after-pings to look inside the namespaces while the vWires are up.");
-        return;
-    };
-    say::line("To look yourself:");
-    say::detail(1, sqlite_events(&dir.join("events.db")));
-    say::detail(
-        1,
-        format_args!(
-            "sqlite3 -readonly -header {} \"SELECT position, kind, client_addr, endpoint_addr, cause FROM ipam_log\"",
-            dir.join("nse.db").display()
-        ),
-    );
-    say::detail(
-        1,
-        format_args!(
-            "less {}   (and endpoint.log, client-1.log, client-2.log)",
-            dir.join("node.log").display()
-        ),
-    );
-    say::detail(1, format_args!("rm -r {}   when done", dir.display()));
-    say::line(
-        "Leave out --exit-after-pings to look inside the namespaces while the vWires are up:",
-    );
-    say::detail(1, "sudo ip netns exec <namespace> ip addr");
+    if let Some(dir) = kept {
+        say::blank();
+        say::line("To look yourself:");
+        say::detail(1, sqlite_events(&dir.join("events.db")));
+        say::detail(
+            1,
+            format_args!(
+                "sqlite3 -readonly -header {} \"SELECT position, kind, client_addr, endpoint_addr, cause FROM ipam_log\"",
+                dir.join("nse.db").display()
+            ),
+        );
+        say::detail(
+            1,
+            format_args!(
+                "less {}   (and endpoint.log, client-1.log, client-2.log)",
+                dir.join("node.log").display()
+            ),
+        );
+        say::detail(1, format_args!("rm -r {}   when done", dir.display()));
+    }
+    let mut next = Vec::new();
+    if kept.is_none() {
+        next.push("with --keep, the logs and event logs stay for you to read".to_owned());
+    }
+    if !waited {
+        next.push(format!(
+            "without --exit-after-pings, the vWires stay up until Ctrl-C, so you can look \
+             inside the namespaces (sudo ip netns exec <namespace> ip addr show {INTERFACE})"
+        ));
+    }
+    if !next.is_empty() {
+        say::blank();
+        say::paragraph(0, &format!("Run it again: {}.", next.join("; ")));
+    }
 }
 
 /// The node's event log.

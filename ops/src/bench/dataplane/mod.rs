@@ -14,7 +14,8 @@
 //!
 //! Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN). Every namespace is named `nsmbench-<tag>-..`
 //! and removed on every way out, an error or Ctrl-C included; removing a namespace removes
-//! its links.
+//! its links. Then whatever the data plane still lists for this run's node (a pair cut off
+//! while it was being made, in the host's namespace) is removed too.
 
 mod plumbing;
 mod tcp;
@@ -95,6 +96,7 @@ pub(crate) async fn run(args: DataplaneArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     drop(spaces);
+    sweep(&kernel).await;
     let report = measured?;
     print_report(&report, args.json)
 }
@@ -216,6 +218,22 @@ impl Drop for Namespaces {
                 );
             }
         }
+    }
+}
+
+/// Removes whatever this run's node left on the host once its namespaces are gone: after
+/// an interruption, the halves of pairs that were being made, which live in the host's own
+/// namespace and so do not go with the bench's. (The node's name is this run's alone, so
+/// everything the data plane lists is this run's.)
+async fn sweep(kernel: &Kernel) {
+    let removed = match kernel.inventory().await {
+        Ok(left) if left.is_empty() => return,
+        Ok(left) => kernel.remove(left).await,
+        Err(error) => Err(error),
+    };
+    match removed {
+        Ok(work) => tracing::warn!(removed = ?work.operations, "links the bench left were removed"),
+        Err(error) => tracing::warn!(%error, "cannot look for links the bench left"),
     }
 }
 
