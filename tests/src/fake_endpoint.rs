@@ -95,7 +95,6 @@ impl FakeEndpoint {
             .push(Route {
                 prefix: prefix.into(),
                 next_hop: next_hop.into(),
-                ..Default::default()
             });
     }
 

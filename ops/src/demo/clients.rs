@@ -97,9 +97,12 @@ impl Client {
         node: &str,
         patience: Duration,
     ) -> anyhow::Result<VWire> {
-        let mut lines = self
+        // The reader stays with the client until the line is read: dropped earlier (this
+        // future cancelled by a Ctrl-C), it would close the pipe, and the client, failing
+        // to print, would exit without closing its vWire.
+        let lines = self
             .lines
-            .take()
+            .as_mut()
             .context("read the client's output twice")?;
         let first = match tokio::time::timeout(patience, lines.next_line()).await {
             Err(_) => return Err(self.process.too_slow("print its connection", patience)),
@@ -109,7 +112,9 @@ impl Client {
             let status = self.process_status().await;
             return Err(self.process.exited_early(status, "printing its connection"));
         };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        if let Some(mut rest) = self.lines.take() {
+            tokio::spawn(async move { while let Ok(Some(_)) = rest.next_line().await {} });
+        }
         let printed: Value = serde_json::from_str(&first).with_context(|| {
             format!("{} printed something that is not JSON: {first}", self.name)
         })?;

@@ -64,10 +64,12 @@ pub(super) async fn show(
             &Client::args(i + 1, netns, &node.to_string(), SERVICE),
             &dir,
         );
-        let mut client = Client::start(i + 1, netns, &node.to_string(), SERVICE, &dir)?;
-        let vwire = client.first_vwire(&stage.tag, PATIENCE).await;
+        // On the stage before its first Request, so that a Ctrl-C meanwhile still closes it.
+        let client = Client::start(i + 1, netns, &node.to_string(), SERVICE, &dir)?;
         stage.clients.push(client);
-        let vwire = vwire?;
+        let node_name = stage.tag.clone();
+        let client = stage.clients.last_mut().expect("the client just added");
+        let vwire = client.first_vwire(&node_name, PATIENCE).await?;
         say::detail(2, format_args!("{} got vWire {}", vwire.client, vwire.id));
         say::detail(
             3,
