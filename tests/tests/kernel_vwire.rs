@@ -256,3 +256,40 @@ async fn a_vwire_that_fails_while_being_plumbed_leaves_no_link() {
         "the endpoint is told to close"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_named_by_its_process_namespace_gets_a_working_vwire() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let net = TestNet::new("nsmp", &["host", "c1", "e1"]);
+    let node = kernel_node(dir.path(), &net, "node-proc", &[]).await;
+    let _e = endpoint(
+        dir.path(),
+        &node,
+        &net,
+        "nse-a",
+        "icmp",
+        "172.20.4.0/24",
+        "e1",
+    )
+    .await;
+    // A process inside the client's namespace; the client names the namespace by it, as
+    // a pod's sidecar does (file:///proc/<pid>/ns/net).
+    let mut holder = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.name("c1"), "sleep", "60"])
+        .spawn()
+        .expect("start a process in the namespace");
+    let url = format!("file:///proc/{}/ns/net", holder.id());
+    let connection = node
+        .network_service()
+        .request(kernel_request("icmp", "nsc-1", &url, "nsm-1"))
+        .await
+        .expect("request")
+        .into_inner();
+    let (_, endpoint_addr) = addresses(&connection);
+    assert!(net.ping("c1", "nsm-1", &endpoint_addr));
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
