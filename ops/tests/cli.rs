@@ -205,3 +205,109 @@ fn serve_refuses_bad_configuration_before_starting() {
         "nothing was created"
     );
 }
+
+/// Whether this process may make namespaces and veth pairs; under `CI=true` it must.
+fn capable() -> bool {
+    let missing = nsm_actors::kernel::missing_capabilities();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but this process lacks {missing:?}: the demo test must run as root in CI"
+    );
+    eprintln!("skipped: nsm demo needs {missing:?} (run as root)");
+    false
+}
+
+/// The names in /run/netns that a demo makes (`nsm-demo-*`).
+fn demo_namespaces() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| name.starts_with("nsm-demo-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Replies per client in the demo's ping step (`demo-nsc-1 (...) -> ...` then its pings).
+fn replies_per_client(stdout: &str) -> std::collections::BTreeMap<String, usize> {
+    let pings = stdout
+        .split("Pings across each vWire")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_else(|| panic!("no ping step in:\n{stdout}"));
+    let mut replies = std::collections::BTreeMap::new();
+    let mut client = None;
+    for line in pings.lines().map(str::trim) {
+        if let Some((name, _)) = line.split_once(" (").filter(|_| line.ends_with(':')) {
+            client = Some(name.to_owned());
+            replies.insert(name.to_owned(), 0);
+        } else if line.contains(" bytes from ") {
+            let name = client
+                .clone()
+                .unwrap_or_else(|| panic!("a reply before a client: {line}"));
+            *replies.entry(name).or_default() += 1;
+        }
+    }
+    replies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_pings_across_both_vwires_records_their_lifecycle_and_leaves_nothing_behind() {
+    if !capable() {
+        return;
+    }
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_nsm"))
+        .args(["demo", "--exit-after-pings"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("nsm demo finished within 60s")
+        .expect("run nsm demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let replies = replies_per_client(&stdout);
+    assert_eq!(
+        replies,
+        [("demo-nsc-1".to_owned(), 3), ("demo-nsc-2".to_owned(), 3)].into(),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("no reply"), "{stdout}");
+    for event in [
+        "Requested",
+        "DataplanePlumbed",
+        "Established",
+        "DataplaneUnplumbed",
+        "Closed",
+    ] {
+        assert!(stdout.contains(event), "{event} missing:\n{stdout}");
+    }
+    // This run's namespaces are gone. (Compared by this run's tag, not as "no nsm-demo-*
+    // at all", so that a demo someone runs meanwhile does not fail the test.)
+    let tag = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("nsm-demo-") && w.ends_with("-endpoint"))
+        .and_then(|w| w.strip_suffix("-endpoint"))
+        .unwrap_or_else(|| panic!("no namespace named in:\n{stdout}"));
+    let after = demo_namespaces();
+    assert!(
+        after.iter().all(|n| !n.starts_with(tag)),
+        "left behind: {after:?}"
+    );
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("DIR="))
+        .unwrap_or_else(|| panic!("no DIR= in:\n{stdout}"));
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was not removed");
+}

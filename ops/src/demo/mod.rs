@@ -67,11 +67,12 @@ enum Ending {
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let missing = nsm_actors::kernel::missing_capabilities();
     if !missing.is_empty() {
+        let command: Vec<String> = std::env::args().collect();
         anyhow::bail!(
             "nsm demo makes network namespaces and veth pairs, which needs CAP_NET_ADMIN and \
-             CAP_SYS_ADMIN; this process lacks {}. Run it as root: sudo {} demo",
+             CAP_SYS_ADMIN; this process lacks {}.\nRun it as root: sudo {}",
             missing.join(" and "),
-            std::env::current_exe().map_or_else(|_| "nsm".to_owned(), |p| p.display().to_string())
+            command.join(" ")
         );
     }
     let mut signals = Signals::install()?;
