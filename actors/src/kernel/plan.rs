@@ -113,13 +113,9 @@ impl Plan {
 /// Parts of NSM's context this data plane does not apply yet: refused rather than ignored.
 fn check_supported(context: &ConnectionContext) -> Result<(), DataplaneError> {
     let unsupported = |what: &str| {
-        Err(DataplaneError::Unsupported {
-            dataplane: super::Kernel::NAME,
-            offered: vec![what.to_owned()],
-            supported: vec![
-                "addresses, routes, MTU and MAC addresses of the IP and Ethernet context".into(),
-            ],
-        })
+        Err(invalid(format!(
+            "the kernel data plane does not apply {what} yet (it applies addresses, routes, MTU and MAC addresses); send the context without it"
+        )))
     };
     if !context.ip.policies.is_empty() {
         return unsupported("ip_context.policies (policy-based routing)");
