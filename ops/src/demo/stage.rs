@@ -145,6 +145,16 @@ impl Stage {
             (self.node.take(), "the node stopped"),
         ] {
             let Some(mut child) = child else { continue };
+            if let Some(status) = child.exited() {
+                // Not stopped by us: the error that ended the demo carries its log when it was
+                // the first to go.
+                clean = false;
+                say::detail(
+                    1,
+                    format_args!("{} had already exited ({status})", child.role),
+                );
+                continue;
+            }
             let (status, killed) = child.terminate(PATIENCE).await;
             if killed || !status.is_some_and(|s| s.success()) {
                 clean = false;

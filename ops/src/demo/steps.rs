@@ -229,7 +229,7 @@ pub(super) async fn take_down(
         steps.next("Closing the vWires: SIGTERM to each client, which sends Close to the node");
         clean &= stage.close_clients().await;
         if !stage.vwires.is_empty() {
-            say::detail(1, "The timelines now end with the Close:");
+            say::detail(1, "What the node recorded since:");
             if let Err(e) = timeline::print(&db(stage), &stage.vwires, &mut stage.shown).await {
                 say::detail(1, format_args!("{e:#}"));
                 clean = false;
