@@ -35,8 +35,11 @@ pub(crate) fn init(args: &LoggingArgs, default_filter: &str) -> anyhow::Result<(
     };
     let filter = EnvFilter::try_new(&wanted)
         .map_err(|e| anyhow::anyhow!("invalid --log filter {:?}: {e}", args.log))?;
+    // Colours only for a person at a terminal: a log file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.init(),

@@ -12,6 +12,7 @@ mod logging;
 mod output;
 mod request;
 mod serve;
+mod signals;
 
 use std::process::ExitCode;
 

@@ -38,7 +38,7 @@ use clap::Args;
 use self::pings::Tally;
 use self::say::Steps;
 use self::stage::Stage;
-use crate::endpoint::Signals;
+use crate::signals::Signals;
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {

@@ -14,7 +14,7 @@ use super::pings::{self, Tally};
 use super::say::{self, Steps};
 use super::stage::Stage;
 use super::{Ending, timeline};
-use crate::endpoint::Signals;
+use crate::signals::Signals;
 
 /// The network service the endpoint offers and the clients ask for.
 const SERVICE: &str = "icmp-responder";

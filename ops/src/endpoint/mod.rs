@@ -40,7 +40,6 @@ use nsm_proto::connection::monitor_connection_server::MonitorConnectionServer;
 use nsm_proto::networkservice::network_service_server::NetworkServiceServer;
 use nsm_proto::registry::NetworkService;
 use nsm_proto::transport::{DEFAULT_CONNECT_TIMEOUT, PeerUrl};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tonic::service::Routes;
 
 use self::cidr::Cidr;
@@ -48,6 +47,7 @@ use self::log::IpamLog;
 use self::registration::Registration;
 use self::service::Endpoint;
 use crate::listen::Listener;
+use crate::signals::Signals;
 
 pub(crate) use self::service::MAX_INTERFACE_NAME;
 
@@ -197,29 +197,6 @@ pub(crate) fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("{text:?} is not key=value")),
-    }
-}
-
-/// SIGINT and SIGTERM, installed at start so that neither kills the process mid-way.
-#[derive(Debug)]
-pub(crate) struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Signals {
-    pub(crate) fn install() -> anyhow::Result<Self> {
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    pub(crate) async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
-            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
-        }
     }
 }
 

@@ -29,7 +29,8 @@ use nsm_proto::transport::PeerUrl;
 use tonic::Status;
 use tonic::transport::Channel;
 
-use crate::endpoint::{MAX_INTERFACE_NAME, Signals, parse_label};
+use crate::endpoint::{MAX_INTERFACE_NAME, parse_label};
+use crate::signals::Signals;
 
 /// NSM's refresh client retries a failed refresh after this long.
 const REFRESH_RETRY: Duration = Duration::from_millis(200);
@@ -101,7 +102,11 @@ pub(crate) async fn run(args: RequestArgs) -> anyhow::Result<()> {
         .map_err(|status| {
             anyhow::anyhow!("request to {} failed: {}", args.connect, describe(&status))
         })?;
-    show::print(&connection, args.json)?;
+    if let Err(e) = show::print(&connection, args.json) {
+        // Whoever reads our output is gone (a broken pipe): do not leave the vWire behind.
+        close_quietly(&mut session, &args).await;
+        return Err(e);
+    }
     tracing::info!(id = %connection.id, endpoint = %connection.network_service_endpoint_name, "connection established");
     let mut wait = refresh_delay(&connection, Utc::now(), args.lifetime);
     loop {
@@ -119,8 +124,9 @@ pub(crate) async fn run(args: RequestArgs) -> anyhow::Result<()> {
             refreshed = attempt => match refreshed {
                 Ok(connection) => {
                     tracing::info!(id = %connection.id, endpoint = %connection.network_service_endpoint_name, "connection refreshed");
-                    if args.json {
-                        show::print(&connection, true)?;
+                    if args.json && let Err(e) = show::print(&connection, true) {
+                        close_quietly(&mut session, &args).await;
+                        return Err(e);
                     }
                     wait = refresh_delay(&connection, Utc::now(), args.lifetime);
                 }
@@ -143,6 +149,18 @@ pub(crate) async fn run(args: RequestArgs) -> anyhow::Result<()> {
         .map_err(|status| anyhow::anyhow!("close failed: {}", describe(&status)))?;
     tracing::info!(id = %session.last().id, "connection closed");
     Ok(())
+}
+
+/// Closes the connection on the way out of an error (unless `--no-close`); a failed Close is
+/// logged, the error that led here is what the caller reports.
+async fn close_quietly(session: &mut Session, args: &RequestArgs) {
+    if args.no_close {
+        return;
+    }
+    match session.close().await {
+        Ok(()) => tracing::info!(id = %session.last().id, "connection closed"),
+        Err(status) => tracing::warn!(error = %describe(&status), "close failed"),
+    }
 }
 
 /// One connection's client side: the last returned connection and the preferences.
