@@ -102,7 +102,7 @@ pub(super) async fn plumb(inner: &Inner, plan: &Plan) -> Result<DataplaneWork, D
         return Err(error);
     }
     log.push(format!(
-        "tagged both ends: {}",
+        "both ends up, tagged \"{}\" (end=endpoint on the other)",
         Tag::new(plan.vwire, End::Client, &inner.node)
     ));
     Ok(log.work())
