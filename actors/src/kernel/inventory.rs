@@ -13,7 +13,7 @@
 
 use super::netns::{self, Netns};
 use super::rtnl::{Link, Rtnl};
-use super::tag::{Tag, is_temporary_of};
+use super::tag::{Tag, group_of};
 use super::{Inner, Kernel};
 use crate::dataplane::{DataplaneError, DataplaneObject};
 use nsm_events::vwire::DataplaneWork;
@@ -42,16 +42,12 @@ pub(super) async fn scan(inner: &Inner) -> Result<Vec<DataplaneObject>, Dataplan
                 continue;
             }
         };
-        found.extend(
-            links
-                .iter()
-                .filter_map(|link| object(inner, &ns, own, link)),
-        );
+        found.extend(links.iter().filter_map(|link| object(inner, &ns, link)));
     }
     Ok(found)
 }
 
-fn object(inner: &Inner, ns: &Netns, own: bool, link: &Link) -> Option<DataplaneObject> {
+fn object(inner: &Inner, ns: &Netns, link: &Link) -> Option<DataplaneObject> {
     let locator = format!("{}#{}#{}", ns.url(), link.index, link.name);
     if let Some(tag) = link.alias.as_deref().and_then(Tag::parse)
         && tag.is_of(&inner.node)
@@ -62,12 +58,13 @@ fn object(inner: &Inner, ns: &Netns, own: bool, link: &Link) -> Option<Dataplane
             locator,
         });
     }
-    if own && link.is_veth && is_temporary_of(&link.name, &inner.node) {
+    if is_half_made(inner, link) {
         return Some(DataplaneObject {
             vwire: None,
             description: format!(
-                "{} (half of a pair whose making was interrupted) in the node's own namespace",
-                link.name
+                "{} (untagged, of a pair whose making was interrupted) in {}",
+                link.name,
+                ns.url()
             ),
             locator,
         });
@@ -135,7 +132,7 @@ async fn remove_one(
             .as_deref()
             .and_then(Tag::parse)
             .is_some_and(|t| t.vwire == vwire && t.is_of(&inner.node)),
-        None => is_temporary_of(&link.name, &inner.node),
+        None => is_half_made(inner, &link),
     };
     if !still_ours {
         return Err(format!(
@@ -147,6 +144,11 @@ async fn remove_one(
         .await
         .map_err(|e| format!("could not remove {}: {e}", object.description))?;
     Ok(Some(format!("removed {}", object.description)))
+}
+
+/// An untagged veth in this node's group.
+fn is_half_made(inner: &Inner, link: &Link) -> bool {
+    link.is_veth && link.alias.is_none() && link.group == group_of(&inner.node)
 }
 
 fn parse_locator(locator: &str) -> Option<(&str, u32, &str)> {

@@ -1,16 +1,18 @@
 //! Making, checking and removing one vWire's veth pair.
 //!
 //! **Making** ([`plumb`]): check both ends first (the namespaces exist, the names are free,
-//! the addresses are on no other link), then create the pair in the node's own namespace
-//! under temporary names, move each end into its namespace renamed, tagged and up in one
-//! request, and give each its addresses and routes. A failure after the pair exists
+//! the addresses are on no other link), then create the pair with each end directly in its
+//! namespace, in the node's device group, in one request (both ends or neither); tag each
+//! end and set it up; give each its addresses and routes. A failure after the pair exists
 //! removes it (removing one end of a veth pair removes both), so a refusal leaves nothing;
-//! a crash leaves only tagged links, or temporary ones in the node's namespace, which
-//! reconcile removes.
+//! a crash leaves only links in the node's group, tagged or not, which reconcile removes.
+//!
+//! Made in place rather than made here and moved: moving a link between namespaces waits
+//! for an RCU grace period twice under the kernel's netlink lock, which measured ~20 ms a
+//! move here, and serialised every plumbing of the node behind it.
 //!
 //! **Removing** ([`unplumb`]) finds the vWire's links by their tag, not by name, in both
-//! namespaces and among the temporary ones. **Checking** ([`verify`]) lists what is missing
-//! or wrong, for reconcile.
+//! namespaces. **Checking** ([`verify`]) lists what is missing or wrong, for reconcile.
 
 use std::net::IpAddr;
 
@@ -20,7 +22,7 @@ use nsm_events::vwire::{DataplaneWork, VWireId};
 use super::netns::{Netns, NetnsError};
 use super::plan::{EndPlan, Plan};
 use super::rtnl::{NewRoute, Rtnl, RtnlError, VethEnd};
-use super::tag::{End, Tag, temporary_name};
+use super::tag::{End, Tag, group_of};
 use super::{Inner, Kernel};
 use crate::dataplane::DataplaneError;
 
@@ -63,48 +65,46 @@ pub(super) async fn plumb(inner: &Inner, plan: &Plan) -> Result<DataplaneWork, D
     let endpoint = enter(inner, End::Endpoint, &plan.endpoint.netns_url).await?;
     preflight(inner, plan.vwire, &client, &plan.client, &mut log).await?;
     preflight(inner, plan.vwire, &endpoint, &plan.endpoint, &mut log).await?;
-    let temporary = |end| temporary_name(plan.vwire, end, &inner.node);
-    let ends = [&plan.client, &plan.endpoint].map(|end| VethEnd {
-        name: temporary(end.end),
-        mtu: plan.mtu,
-        mac: end.mac,
-    });
+    let group = group_of(&inner.node);
+    let [first, second] =
+        [(&client, &plan.client), (&endpoint, &plan.endpoint)].map(|(place, end)| VethEnd {
+            name: &end.name,
+            netns: &place.ns,
+            group,
+            mtu: plan.mtu,
+            mac: end.mac,
+        });
     inner
         .own
-        .add_veth(&ends[0], &ends[1])
+        .add_veth(&first, &second)
         .await
-        .map_err(|e| rtnl_error("the node's own namespace", e))?;
+        .map_err(|e| match e.errno() {
+            Some(Errno::EEXIST) => DataplaneError::Conflict(format!(
+                "interface name {} or {} was taken in its namespace while the vWire was being made",
+                plan.client.name, plan.endpoint.name
+            )),
+            _ => rtnl_error("making the veth pair", e),
+        })?;
     log.push(format!(
-        "created veth pair {}/{}{}",
-        ends[0].name,
-        ends[1].name,
+        "created veth pair {} (client end, in {}) / {} (endpoint end, in {}), group {group}{}",
+        plan.client.name,
+        client.ns.url(),
+        plan.endpoint.name,
+        endpoint.ns.url(),
         plan.mtu.map(|m| format!(", MTU {m}")).unwrap_or_default()
     ));
     let made = async {
         for (place, end) in [(&client, &plan.client), (&endpoint, &plan.endpoint)] {
-            attach(inner, plan.vwire, place, end, &mut log).await?;
-        }
-        for (place, end) in [(&client, &plan.client), (&endpoint, &plan.endpoint)] {
-            configure(place, end, &mut log).await?;
+            configure(inner, plan.vwire, place, end, &mut log).await?;
         }
         Ok::<(), DataplaneError>(())
     };
     if let Err(error) = made.await {
         let mut undo = Log::default();
-        remove_vwire(
-            inner,
-            plan.vwire,
-            [Some(&client), Some(&endpoint)],
-            &mut undo,
-        )
-        .await;
+        remove_made(inner, plan, [&client, &endpoint], &mut undo).await;
         tracing::debug!(vwire = %plan.vwire, undone = ?undo.0, "plumbing undone");
         return Err(error);
     }
-    log.push(format!(
-        "both ends up, tagged \"{}\" (end=endpoint on the other)",
-        Tag::new(plan.vwire, End::Client, &inner.node)
-    ));
     Ok(log.work())
 }
 
@@ -161,66 +161,32 @@ async fn preflight(
     Ok(())
 }
 
-/// Moves one half of the pair into its namespace, renamed, tagged and up.
-async fn attach(
+/// Tags an end, brings it up, and gives it its addresses and routes.
+async fn configure(
     inner: &Inner,
     vwire: VWireId,
     place: &Place,
     end: &EndPlan,
     log: &mut Log,
 ) -> Result<(), DataplaneError> {
-    let temporary = temporary_name(vwire, end.end, &inner.node);
-    let link = inner
-        .own
-        .link_by_name(&temporary)
-        .await
-        .map_err(|e| rtnl_error("the node's own namespace", e))?
-        .ok_or_else(|| DataplaneError::Failed {
-            dataplane: Kernel::NAME,
-            reason: format!("the new link {temporary} vanished before it was moved"),
-        })?;
-    let tag = Tag::new(vwire, end.end, &inner.node);
-    inner
-        .own
-        .move_link(link.index, &place.ns, &end.name, &tag.to_string())
-        .await
-        .map_err(|e| match e.errno() {
-            Some(Errno::EEXIST) => DataplaneError::Conflict(format!(
-                "interface name {} was taken in the {} end's network namespace {} while the vWire was being made",
-                end.name,
-                end.end,
-                place.ns.url()
-            )),
-            _ => rtnl_error(&format!("the {} end", end.end), e),
-        })?;
-    log.push(format!(
-        "moved {temporary} into the {} end's namespace {} as {}",
-        end.end,
-        place.ns.url(),
-        end.name
-    ));
-    Ok(())
-}
-
-/// Brings an end up and gives it its addresses and routes.
-async fn configure(place: &Place, end: &EndPlan, log: &mut Log) -> Result<(), DataplaneError> {
     let here = format!("the {} end {} in {}", end.end, end.name, place.ns.url());
     let link = place
         .rtnl
         .link_by_name(&end.name)
         .await
         .map_err(|e| rtnl_error(&here, e))?
+        .filter(|l| l.group == group_of(&inner.node))
         .ok_or_else(|| DataplaneError::Failed {
             dataplane: Kernel::NAME,
-            reason: format!("{here} vanished after it was moved"),
+            reason: format!("{here} vanished right after it was made"),
         })?;
-    if !link.up {
-        place
-            .rtnl
-            .set_up(link.index, &end.name)
-            .await
-            .map_err(|e| rtnl_error(&here, e))?;
-    }
+    let tag = Tag::new(vwire, end.end, &inner.node);
+    place
+        .rtnl
+        .tag_and_up(link.index, &end.name, &tag.to_string())
+        .await
+        .map_err(|e| rtnl_error(&here, e))?;
+    log.push(format!("tagged {here} \"{tag}\" and set it up"));
     for (ip, len) in &end.addresses {
         place
             .rtnl
@@ -269,19 +235,31 @@ async fn configure(place: &Place, end: &EndPlan, log: &mut Log) -> Result<(), Da
     Ok(())
 }
 
-/// Removes everything tagged with `vwire` in the places given (and any temporary half in
-/// the node's own namespace), logging what it removed. Best effort: what cannot be removed
-/// is logged and left to reconcile.
-async fn remove_vwire(inner: &Inner, vwire: VWireId, places: [Option<&Place>; 2], log: &mut Log) {
-    for end in [End::Client, End::Endpoint] {
-        let temporary = temporary_name(vwire, end, &inner.node);
-        if let Ok(Some(link)) = inner.own.link_by_name(&temporary).await {
-            match inner.own.delete_link(link.index, &temporary).await {
-                Ok(()) => log.push(format!("removed {temporary} from the node's own namespace")),
-                Err(e) => log.push(format!("could not remove {temporary}: {e}")),
-            }
+/// Removes the pair [`plumb`] made, tagged yet or not: its ends by name, if they are in this
+/// node's group. Best effort, for undoing a failed plumbing.
+async fn remove_made(inner: &Inner, plan: &Plan, places: [&Place; 2], log: &mut Log) {
+    for (place, end) in places.into_iter().zip([&plan.client, &plan.endpoint]) {
+        let Ok(Some(link)) = place.rtnl.link_by_name(&end.name).await else {
+            continue;
+        };
+        if link.group != group_of(&inner.node) {
+            continue;
+        }
+        match place.rtnl.delete_link(link.index, &link.name).await {
+            Ok(()) => log.push(format!(
+                "removed {} from {} with its peer",
+                link.name,
+                place.ns.url()
+            )),
+            Err(e) if e.errno() == Some(Errno::ENODEV) => {}
+            Err(e) => log.push(format!("could not remove {}: {e}", link.name)),
         }
     }
+}
+
+/// Removes everything tagged with `vwire` in the places given, logging what it removed.
+/// Best effort: what cannot be removed is logged and left to reconcile.
+async fn remove_vwire(inner: &Inner, vwire: VWireId, places: [Option<&Place>; 2], log: &mut Log) {
     for place in places.into_iter().flatten() {
         let links = match place.rtnl.links().await {
             Ok(links) => links,
@@ -430,59 +408,41 @@ pub(super) fn probe_pairs(plan: &Plan) -> Vec<(IpAddr, IpAddr)> {
     pairs
 }
 
-/// A pair between two namespaces, an address on each end, both up; nothing tagged.
+/// A pair between two namespaces, an address on each end, both up; nothing tagged, made
+/// the same way as a vWire's pair.
 pub(super) async fn bare_pair(
     inner: &Inner,
     ends: [super::BareEnd; 2],
 ) -> Result<(), DataplaneError> {
-    let temporary = |i: usize| format!("nsmbare{}{i}", std::process::id() % 100_000);
-    let halves = [0, 1].map(|i| VethEnd {
-        name: temporary(i),
+    let [first, second] = ends.each_ref().map(|end| VethEnd {
+        name: &end.name,
+        netns: &end.netns,
+        group: 0,
         mtu: None,
         mac: None,
     });
-    let own = |e| rtnl_error("the node's own namespace", e);
     inner
         .own
-        .add_veth(&halves[0], &halves[1])
+        .add_veth(&first, &second)
         .await
-        .map_err(own)?;
-    for (i, end) in ends.iter().enumerate() {
-        let link = inner
-            .own
-            .link_by_name(&halves[i].name)
+        .map_err(|e| rtnl_error("making the bare pair", e))?;
+    for end in &ends {
+        let there = |e| rtnl_error(end.netns.url(), e);
+        let rtnl = Rtnl::open(&end.netns, &inner.runtime)
             .await
-            .map_err(own)?
-            .ok_or_else(|| DataplaneError::Failed {
-                dataplane: Kernel::NAME,
-                reason: format!("{} vanished", halves[i].name),
-            })?;
-        inner
-            .own
-            .move_link(link.index, &end.netns, &end.name, "nsm-rs bare pair")
-            .await
-            .map_err(own)?;
-        let there = Rtnl::open(&end.netns, &inner.runtime)
-            .await
-            .map_err(|e| rtnl_error(end.netns.url(), e))?;
-        let moved = there
+            .map_err(there)?;
+        let link = rtnl
             .link_by_name(&end.name)
             .await
-            .map_err(|e| rtnl_error(end.netns.url(), e))?
+            .map_err(there)?
             .ok_or_else(|| DataplaneError::Failed {
                 dataplane: Kernel::NAME,
-                reason: format!("{} vanished after the move", end.name),
+                reason: format!("{} vanished right after it was made", end.name),
             })?;
-        if !moved.up {
-            there
-                .set_up(moved.index, &end.name)
-                .await
-                .map_err(|e| rtnl_error(end.netns.url(), e))?;
-        }
-        there
-            .add_address(moved.index, end.address, end.prefix_len)
+        rtnl.set_up(link.index, &end.name).await.map_err(there)?;
+        rtnl.add_address(link.index, end.address, end.prefix_len)
             .await
-            .map_err(|e| rtnl_error(end.netns.url(), e))?;
+            .map_err(there)?;
     }
     Ok(())
 }

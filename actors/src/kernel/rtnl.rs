@@ -64,6 +64,8 @@ pub(crate) struct Link {
     pub(crate) alias: Option<String>,
     pub(crate) up: bool,
     pub(crate) is_veth: bool,
+    /// Its device group (`ip link show group N`).
+    pub(crate) group: u32,
 }
 
 impl Link {
@@ -74,11 +76,13 @@ impl Link {
             alias: None,
             up: message.header.flags.contains(LinkFlags::Up),
             is_veth: false,
+            group: 0,
         };
         for attribute in &message.attributes {
             match attribute {
                 LinkAttribute::IfName(name) => link.name.clone_from(name),
                 LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
+                LinkAttribute::Group(group) => link.group = *group,
                 LinkAttribute::LinkInfo(infos) => {
                     link.is_veth = infos
                         .iter()
@@ -108,10 +112,12 @@ pub(crate) struct NewRoute {
     pub(crate) link: u32,
 }
 
-/// One end of a pair to make.
+/// One end of a pair to make, made directly in its namespace.
 #[derive(Debug, Clone)]
-pub(crate) struct VethEnd {
-    pub(crate) name: String,
+pub(crate) struct VethEnd<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) netns: &'a Netns,
+    pub(crate) group: u32,
     pub(crate) mtu: Option<u32>,
     pub(crate) mac: Option<[u8; 6]>,
 }
@@ -211,11 +217,12 @@ impl Rtnl {
             .collect())
     }
 
-    /// Makes a veth pair, both ends here.
+    /// Makes a veth pair, each end directly in its own namespace, in one request: both
+    /// ends exist or neither does (`EEXIST` when a name is taken in either namespace).
     pub(crate) async fn add_veth(
         &self,
-        first: &VethEnd,
-        second: &VethEnd,
+        first: &VethEnd<'_>,
+        second: &VethEnd<'_>,
     ) -> Result<(), RtnlError> {
         let peer = end_attributes(LinkMessageBuilder::<LinkUnspec>::new(), second).build();
         let message = end_attributes(
@@ -237,27 +244,20 @@ impl Rtnl {
             })
     }
 
-    /// Moves link `index` into namespace `to`, renamed `name`, tagged `alias` and up, in
-    /// one request: it arrives whole or not at all.
-    pub(crate) async fn move_link(
+    /// Tags link `index` with `alias` and sets it up, in one request.
+    pub(crate) async fn tag_and_up(
         &self,
         index: u32,
-        to: &Netns,
         name: &str,
         alias: &str,
     ) -> Result<(), RtnlError> {
-        let message = LinkUnspec::new_with_index(index)
-            .setns_by_fd(to.raw_fd())
-            .name(name)
-            .alias(alias)
-            .up()
-            .build();
+        let message = LinkUnspec::new_with_index(index).alias(alias).up().build();
         self.handle
             .link()
             .change(message)
             .execute()
             .await
-            .map_err(|e| RtnlError::from_netlink(format!("move {name} into {}", to.url()), e))
+            .map_err(|e| RtnlError::from_netlink(format!("tag {name} and set it up"), e))
     }
 
     pub(crate) async fn set_up(&self, index: u32, name: &str) -> Result<(), RtnlError> {
@@ -329,9 +329,12 @@ impl Rtnl {
 
 fn end_attributes(
     mut builder: LinkMessageBuilder<LinkUnspec>,
-    end: &VethEnd,
+    end: &VethEnd<'_>,
 ) -> LinkMessageBuilder<LinkUnspec> {
-    builder = builder.name(end.name.clone());
+    builder = builder
+        .name(end.name)
+        .setns_by_fd(end.netns.raw_fd())
+        .link_group(end.group);
     if let Some(mtu) = end.mtu {
         builder = builder.mtu(mtu);
     }

@@ -6,10 +6,11 @@
 //! nsm-rs vwire=6f0c4b3e-0d7e-4c6b-9f5e-2b7f1f7a9c10 end=client node=node-a
 //! ```
 //!
-//! Reconcile trusts nothing else: a link without this node's tag is never touched, whatever
-//! its name — with one exception, the two halves of a pair being made, which live for a
-//! moment in the node's own namespace under names of [`temporary_name`]'s pattern before
-//! they are tagged and moved.
+//! The alias is set right after the pair is made (Linux takes no alias in the request that
+//! creates a link). What a link does carry from its first instant is its device group
+//! ([`group_of`], `ip link show group N`): every link of this node is made in the node's
+//! group, so a pair a crash caught between being made and being tagged is still known as
+//! this node's. Reconcile trusts nothing else: a link with neither is never touched.
 
 use std::fmt;
 
@@ -23,13 +24,6 @@ const PREFIX: &str = "nsm-rs";
 const MAX_ALIAS: usize = 255;
 /// Room for the node's name in an alias: the rest is the prefix, the vWire and the end.
 const MAX_NODE_IN_TAG: usize = 180;
-
-fn letter(end: End) -> char {
-    match end {
-        End::Client => 'c',
-        End::Endpoint => 'e',
-    }
-}
 
 /// The alias of one of a vWire's links.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -98,22 +92,10 @@ fn node_in_tag(node: &str) -> String {
     }
 }
 
-/// The name one half of a pair has while it is made in the node's own namespace:
-/// `n` + 3 hex digits of the node + 10 of the vWire + `c` or `e` (15 characters, Linux's
-/// limit). The node part keeps two nodes on one host off each other's pairs.
-pub(crate) fn temporary_name(vwire: VWireId, end: End, node: &str) -> String {
-    let node_hash = fnv1a64(node.as_bytes()) & 0xfff;
-    let simple = vwire.0.simple().to_string();
-    format!("n{node_hash:03x}{}{}", &simple[..10], letter(end))
-}
-
-/// Whether `name` is a half of a pair being made by `node` (of [`temporary_name`]'s shape).
-pub(crate) fn is_temporary_of(name: &str, node: &str) -> bool {
-    let node_hash = format!("n{:03x}", fnv1a64(node.as_bytes()) & 0xfff);
-    name.len() == 15
-        && name.starts_with(&node_hash)
-        && name[4..14].bytes().all(|b| b.is_ascii_hexdigit())
-        && matches!(name.as_bytes()[14], b'c' | b'e')
+/// The device group of every link node `node` makes: `0x4e53` ("NS") and 16 bits of the
+/// node's name, below 2^31 so that `ip link show group <n>` takes it.
+pub(crate) fn group_of(node: &str) -> u32 {
+    0x4e53_0000 | (fnv1a64(node.as_bytes()) & 0xffff) as u32
 }
 
 /// The interface name an end gets when its mechanism names none: `nsm-` (client) or `nse-`
@@ -176,18 +158,16 @@ mod tests {
     }
 
     #[test]
-    fn names_fit_linux_and_temporary_ones_are_recognised() {
+    fn default_names_fit_linux_and_groups_fit_iproute2() {
         let vwire = VWireId::new_random();
-        for end in [End::Client, End::Endpoint] {
-            let temporary = temporary_name(vwire, end, "node-a");
-            assert_eq!(temporary.len(), 15);
-            assert!(is_temporary_of(&temporary, "node-a"));
-            assert!(!is_temporary_of("nsm-1", "node-a"));
-            assert!(default_interface_name(vwire, end).len() <= 15);
-        }
+        assert!(default_interface_name(vwire, End::Client).len() <= 15);
         assert_ne!(
-            temporary_name(vwire, End::Client, "node-a"),
-            temporary_name(vwire, End::Endpoint, "node-a")
+            default_interface_name(vwire, End::Client),
+            default_interface_name(vwire, End::Endpoint)
         );
+        for node in ["node-a", "node-b", &"n".repeat(253)] {
+            assert!(group_of(node) < 1 << 31 && group_of(node) != 0);
+        }
+        assert_ne!(group_of("node-a"), group_of("node-b"));
     }
 }
