@@ -8,6 +8,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod fake_endpoint;
+pub mod kernel;
 pub mod mesh;
 pub mod netns;
 pub mod programs;

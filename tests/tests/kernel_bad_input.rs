@@ -5,9 +5,10 @@
 //! Root only (network namespaces); skipped outside CI without it, failed under `CI=true`.
 
 use nsm_events::vwire::{FailureStage, VWireEvent};
-use nsm_tests::mesh::{Node, kernel_request};
+use nsm_tests::kernel::kernel_mesh;
+use nsm_tests::mesh::kernel_request;
 use nsm_tests::netns::{TestNet, can_run, run};
-use nsm_tests::programs::{EndpointProgram, refused, streams, wait_registered};
+use nsm_tests::programs::{refused, streams};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,24 +18,7 @@ async fn each_bad_kernel_request_is_refused_recorded_and_leaves_nothing() {
     }
     let dir = tempfile::tempdir().unwrap();
     let net = TestNet::new("nsmb", &["host", "c1", "e1"]);
-    let node = Node::start_in(
-        dir.path(),
-        Some(&net.name("host")),
-        "node-bad",
-        &["--dataplane", "kernel"],
-    )
-    .await;
-    let netns = format!("/var/run/netns/{}", net.name("e1"));
-    let _endpoint = EndpointProgram::start_with(
-        dir.path(),
-        "nse-a",
-        "icmp",
-        "172.26.0.0/24",
-        &node.url(),
-        &["--netns", &netns],
-    )
-    .await;
-    wait_registered(&node.url(), "nse-a").await;
+    let (node, _endpoint) = kernel_mesh(dir.path(), &net, "node-bad", "172.26.0.0/24", &[]).await;
 
     // What the client's namespace already holds: a link named nsm-1, and the address the
     // endpoint hands out first to a client (172.26.0.2) on another link. (veth pairs: the

@@ -7,39 +7,19 @@
 use std::time::Duration;
 
 use nsm_events::vwire::{ClosedBy, VWireEvent};
-use nsm_proto::connection::Connection;
-use nsm_tests::mesh::{Node, kernel_request};
-use nsm_tests::netns::{TestNet, address, can_run, run};
-use nsm_tests::programs::{EndpointProgram, streams, wait_registered};
-
-fn vwire_of(connection: &Connection) -> String {
-    connection.path.as_ref().expect("a path").path_segments[1]
-        .id
-        .clone()
-}
+use nsm_tests::kernel::{addresses, kernel_mesh, request_icmp, vwire_of};
+use nsm_tests::mesh::Node;
+use nsm_tests::netns::{TestNet, can_run, run};
+use nsm_tests::programs::{EndpointProgram, streams};
 
 async fn probed_mesh(dir: &std::path::Path, net: &TestNet, node: &str) -> (Node, EndpointProgram) {
-    let flags = [
-        "--dataplane",
-        "kernel",
+    let probes = [
         "--liveness-interval",
         "200ms",
         "--liveness-timeout",
         "400ms",
     ];
-    let node = Node::start_in(dir, Some(&net.name("host")), node, &flags).await;
-    let netns = format!("/var/run/netns/{}", net.name("e1"));
-    let endpoint = EndpointProgram::start_with(
-        dir,
-        "nse-a",
-        "icmp",
-        "172.27.0.0/24",
-        &node.url(),
-        &["--netns", &netns],
-    )
-    .await;
-    wait_registered(&node.url(), "nse-a").await;
-    (node, endpoint)
+    kernel_mesh(dir, net, node, "172.27.0.0/24", &probes).await
 }
 
 /// The vWire's events, once `done` holds for them (or a panic after 30 s).
@@ -77,15 +57,9 @@ async fn a_datapath_that_stops_carrying_traffic_is_recorded_and_replumbed() {
     let dir = tempfile::tempdir().unwrap();
     let net = TestNet::new("nsml", &["host", "c1", "e1"]);
     let (node, _endpoint) = probed_mesh(dir.path(), &net, "node-probe").await;
-    let connection = node
-        .network_service()
-        .request(kernel_request("icmp", "nsc-1", &net.url("c1"), "nsm-1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let connection = request_icmp(&node, &net, "c1", "nsm-1").await;
     let vwire = vwire_of(&connection);
-    let ip = connection.context.unwrap().ip_context.unwrap();
-    let target = address(&ip.dst_ip_addrs[0]);
+    let (_, target) = addresses(&connection);
     assert!(net.ping("c1", "nsm-1", &target));
 
     // Break it from the endpoint's side: its end goes down.
@@ -129,12 +103,7 @@ async fn a_vwire_whose_client_namespace_is_gone_is_closed_by_the_node() {
     let dir = tempfile::tempdir().unwrap();
     let mut net = TestNet::new("nsmg", &["host", "c1", "e1"]);
     let (node, endpoint) = probed_mesh(dir.path(), &net, "node-gone").await;
-    let connection = node
-        .network_service()
-        .request(kernel_request("icmp", "nsc-1", &net.url("c1"), "nsm-1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let connection = request_icmp(&node, &net, "c1", "nsm-1").await;
     let vwire = vwire_of(&connection);
     net.remove("c1");
     let events = wait_for(&node, &vwire, |events| {

@@ -9,54 +9,22 @@ use std::time::Duration;
 
 use nsm_events::vwire::VWireEvent;
 use nsm_proto::connection::Connection;
+use nsm_tests::kernel::{addresses, kernel_mesh, request_icmp, vwire_of};
 use nsm_tests::mesh::{Node, kernel_request};
 use nsm_tests::netns::{TestNet, address, can_run};
-use nsm_tests::programs::{EndpointProgram, streams, wait_registered};
-
-fn vwire_of(connection: &Connection) -> String {
-    connection.path.as_ref().expect("a path").path_segments[1]
-        .id
-        .clone()
-}
+use nsm_tests::programs::{EndpointProgram, streams};
 
 fn endpoint_address(connection: &Connection) -> String {
-    let ip = connection
-        .context
-        .as_ref()
-        .unwrap()
-        .ip_context
-        .as_ref()
-        .unwrap();
-    address(&ip.dst_ip_addrs[0])
+    addresses(connection).1
 }
 
-/// A node on the kernel data plane in namespace `host`, with `nsm endpoint` serving `icmp`
-/// from namespace `e1`.
 async fn mesh(
     dir: &std::path::Path,
     net: &TestNet,
     node: &str,
     cidr: &str,
 ) -> (Node, EndpointProgram) {
-    let node = Node::start_in(
-        dir,
-        Some(&net.name("host")),
-        node,
-        &["--dataplane", "kernel"],
-    )
-    .await;
-    let netns = format!("/var/run/netns/{}", net.name("e1"));
-    let endpoint = EndpointProgram::start_with(
-        dir,
-        "nse-a",
-        "icmp",
-        cidr,
-        &node.url(),
-        &["--netns", &netns],
-    )
-    .await;
-    wait_registered(&node.url(), "nse-a").await;
-    (node, endpoint)
+    kernel_mesh(dir, net, node, cidr, &[]).await
 }
 
 /// The events of every stream, decoded where they are vWire events, by stream.
@@ -76,12 +44,7 @@ async fn a_link_deleted_while_the_node_was_down_is_back_after_restart_and_carrie
     let dir = tempfile::tempdir().unwrap();
     let net = TestNet::new("nsmr", &["host", "c1", "e1"]);
     let (mut node, _endpoint) = mesh(dir.path(), &net, "node-heal", "172.24.1.0/24").await;
-    let connection = node
-        .network_service()
-        .request(kernel_request("icmp", "nsc-1", &net.url("c1"), "nsm-1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let connection = request_icmp(&node, &net, "c1", "nsm-1").await;
     let target = endpoint_address(&connection);
     assert!(net.ping("c1", "nsm-1", &target));
 
@@ -132,12 +95,7 @@ async fn a_link_tagged_for_an_unknown_vwire_is_gone_after_restart_and_others_are
     let dir = tempfile::tempdir().unwrap();
     let net = TestNet::new("nsmo", &["host", "c1", "e1", "x"]);
     let (mut node, _endpoint) = mesh(dir.path(), &net, "node-orphan", "172.24.2.0/24").await;
-    let kept = node
-        .network_service()
-        .request(kernel_request("icmp", "nsc-1", &net.url("c1"), "nsm-1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let kept = request_icmp(&node, &net, "c1", "nsm-1").await;
     node.stop();
 
     let unknown = uuid::Uuid::new_v4();

@@ -8,33 +8,11 @@
 use std::time::Duration;
 
 use nsm_proto::connection::Connection;
+use nsm_tests::kernel::{addresses, kernel_endpoint, kernel_node, vwire_of};
 use nsm_tests::mesh::{Node, kernel_request};
-use nsm_tests::netns::{TestNet, address, can_run, run};
-use nsm_tests::programs::{EndpointProgram, vwire_streams, wait_registered};
+use nsm_tests::netns::{TestNet, can_run, run};
+use nsm_tests::programs::{EndpointProgram, vwire_streams};
 use tonic::Code;
-
-/// The vWire id of a connection the node returned (its own path segment's id).
-fn vwire_of(connection: &Connection) -> String {
-    connection.path.as_ref().expect("a path").path_segments[1]
-        .id
-        .clone()
-}
-
-/// The client's and the endpoint's addresses.
-fn addresses(connection: &Connection) -> (String, String) {
-    let ip = connection
-        .context
-        .as_ref()
-        .and_then(|c| c.ip_context.as_ref())
-        .expect("an IP context");
-    (address(&ip.src_ip_addrs[0]), address(&ip.dst_ip_addrs[0]))
-}
-
-async fn kernel_node(dir: &std::path::Path, net: &TestNet, name: &str, extra: &[&str]) -> Node {
-    let mut flags = vec!["--dataplane", "kernel"];
-    flags.extend_from_slice(extra);
-    Node::start_in(dir, Some(&net.name("host")), name, &flags).await
-}
 
 async fn endpoint(
     dir: &std::path::Path,
@@ -45,12 +23,7 @@ async fn endpoint(
     cidr: &str,
     netns: &str,
 ) -> EndpointProgram {
-    let netns = format!("/var/run/netns/{}", net.name(netns));
-    let program =
-        EndpointProgram::start_with(dir, name, service, cidr, &node.url(), &["--netns", &netns])
-            .await;
-    wait_registered(&node.url(), name).await;
-    program
+    kernel_endpoint(dir, node, net, (name, service, cidr), netns).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
