@@ -139,13 +139,7 @@ fn bench_namespaces() -> std::collections::BTreeSet<String> {
 
 #[test]
 fn bench_dataplane_measures_a_vwire_against_a_bare_veth_pair_and_leaves_no_namespace() {
-    let missing = nsm_actors::kernel::missing_capabilities();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but this process lacks {missing:?}: bench dataplane must run as root in CI"
-        );
-        eprintln!("skipped: needs {missing:?} (run as root)");
+    if !capable("nsm bench dataplane") {
         return;
     }
     let before = bench_namespaces();
@@ -207,16 +201,16 @@ fn serve_refuses_bad_configuration_before_starting() {
 }
 
 /// Whether this process may make namespaces and veth pairs; under `CI=true` it must.
-fn capable() -> bool {
+fn capable(command: &str) -> bool {
     let missing = nsm_actors::kernel::missing_capabilities();
     if missing.is_empty() {
         return true;
     }
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but this process lacks {missing:?}: the demo test must run as root in CI"
+        "CI=true but this process lacks {missing:?}: the {command} test must run as root in CI"
     );
-    eprintln!("skipped: nsm demo needs {missing:?} (run as root)");
+    eprintln!("skipped: {command} needs {missing:?} (run as root)");
     false
 }
 
@@ -258,7 +252,7 @@ fn replies_per_client(stdout: &str) -> std::collections::BTreeMap<String, usize>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_pings_across_both_vwires_records_their_lifecycle_and_leaves_nothing_behind() {
-    if !capable() {
+    if !capable("nsm demo") {
         return;
     }
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_nsm"))
