@@ -27,11 +27,13 @@ pub(crate) struct LoggingArgs {
 }
 
 pub(crate) fn init(args: &LoggingArgs, default_filter: &str) -> anyhow::Result<()> {
-    // h2, hyper and tower are chatty at INFO and say nothing an operator acts on; an
+    // h2, hyper and tower are chatty at INFO and say nothing an operator acts on (nor does
+    // netlink_proto at WARN when a cancelled request's answer arrives); an
     // explicit --log is taken as given.
     let wanted = match &args.log {
         Some(filter) => filter.clone(),
-        None => format!("{default_filter},h2=warn,hyper=warn,tower=warn"),
+        // netlink_proto warns of every answer that comes after its request was dropped.
+        None => format!("{default_filter},h2=warn,hyper=warn,tower=warn,netlink_proto=error"),
     };
     let filter = EnvFilter::try_new(&wanted)
         .map_err(|e| anyhow::anyhow!("invalid --log filter {:?}: {e}", args.log))?;

@@ -176,6 +176,16 @@ impl Dataplane for Kernel {
                 .cloned()
                 .unwrap_or_default()
         });
+        let names = [
+            (&plumbing.client_mechanism, End::Client),
+            (&plumbing.endpoint_mechanism, End::Endpoint),
+        ]
+        .map(|(m, end)| {
+            m.parameters
+                .get(NAME_PARAMETER)
+                .cloned()
+                .unwrap_or_else(|| tag::default_interface_name(vwire, end))
+        });
         let foreign = (plumbing.dataplane != Self::NAME || plumbing.dry_run)
             .then(|| plumbing.dataplane.clone());
         Box::pin(async move {
@@ -188,7 +198,7 @@ impl Dataplane for Kernel {
                     )],
                 });
             }
-            plumb::unplumb(&inner, vwire, [&urls[0], &urls[1]]).await
+            plumb::unplumb(&inner, vwire, [&urls[0], &urls[1]], [&names[0], &names[1]]).await
         })
     }
 

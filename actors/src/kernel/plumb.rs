@@ -294,10 +294,14 @@ async fn remove_vwire(inner: &Inner, vwire: VWireId, places: [Option<&Place>; 2]
 }
 
 /// Removes everything of `vwire`, whose ends were in these namespaces.
+/// The ends are looked up by the names they were made with first (one request each); only
+/// when neither is there with this vWire's tag are both namespaces searched by tag (a link
+/// renamed by hand), so removing many vWires of one namespace does not list it each time.
 pub(super) async fn unplumb(
     inner: &Inner,
     vwire: VWireId,
     urls: [&str; 2],
+    names: [&str; 2],
 ) -> Result<DataplaneWork, DataplaneError> {
     let mut log = Log::default();
     let mut places = Vec::new();
@@ -310,7 +314,28 @@ pub(super) async fn unplumb(
             Err(e) => return Err(e),
         }
     }
-    remove_vwire(inner, vwire, [places.first(), places.get(1)], &mut log).await;
+    let removed_by_name = async {
+        for (place, name) in places.iter().zip(names) {
+            let Ok(Some(link)) = place.rtnl.link_by_name(name).await else {
+                continue;
+            };
+            let tag = link.alias.as_deref().and_then(Tag::parse);
+            if !tag.is_some_and(|t| t.vwire == vwire && t.is_of(&inner.node)) {
+                continue;
+            }
+            if place.rtnl.delete_link(link.index, name).await.is_ok() {
+                return Some(format!(
+                    "removed {name} from {} with its peer",
+                    place.ns.url()
+                ));
+            }
+        }
+        None
+    };
+    match removed_by_name.await {
+        Some(line) => log.push(line),
+        None => remove_vwire(inner, vwire, [places.first(), places.get(1)], &mut log).await,
+    }
     if log.0.is_empty() {
         log.push(format!("nothing of vWire {vwire} was left to remove"));
     }
