@@ -181,46 +181,40 @@ impl VWireActor {
     {
         let work = body(self.flow(causation), self.state.clone());
         Box::pin(work.into_actor(self).map(|(reached, outcome), act, ctx| {
-            if let Err(e) = &outcome
-                && e.may_have_committed()
-            {
-                tracing::warn!(vwire = %act.id, error = %e, "state may be behind the log; rebuilding");
-                act.stop(ctx, StopCause::Rebuild);
-                let cause = match e {
-                    ActorError::Store(StoreError::OutcomeUnknown(cause)) => cause.clone(),
-                    other => other.to_string(),
-                };
-                return Err(ActorError::Rebuilding {
-                    vwire: act.id,
-                    cause,
-                });
+            match act.keep(ctx, reached, outcome.as_ref().err()) {
+                Some(rebuilding) => Err(rebuilding),
+                None => outcome,
             }
-            let changed = reached != act.state;
-            act.state = reached;
-            if changed {
-                act.after_change(ctx);
-            }
-            outcome
         }))
     }
 
-    /// Adopts the state a repair reached (or rebuilds, if an append's outcome is unknown).
+    /// Adopts the state a step reached — the one way state changes. If the step's append
+    /// may have committed after all, stops instead so that a fresh actor rebuilds from the
+    /// log, and returns the error the caller gets.
     fn keep(
         &mut self,
         ctx: &mut Context<Self>,
         reached: Option<VWire>,
         error: Option<&ActorError>,
-    ) {
-        if error.is_some_and(ActorError::may_have_committed) {
-            tracing::warn!(vwire = %self.id, "state may be behind the log; rebuilding");
+    ) -> Option<ActorError> {
+        if let Some(e) = error.filter(|e| e.may_have_committed()) {
+            tracing::warn!(vwire = %self.id, error = %e, "state may be behind the log; rebuilding");
             self.stop(ctx, StopCause::Rebuild);
-            return;
+            let cause = match e {
+                ActorError::Store(StoreError::OutcomeUnknown(cause)) => cause.clone(),
+                other => other.to_string(),
+            };
+            return Some(ActorError::Rebuilding {
+                vwire: self.id,
+                cause,
+            });
         }
         let changed = reached != self.state;
         self.state = reached;
         if changed {
             self.after_change(ctx);
         }
+        None
     }
 
     /// Decide, append, then apply one command.
@@ -525,7 +519,10 @@ impl Handler<Reconcile> for VWireActor {
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(
             |(reached, outcome), act, ctx| {
-                act.keep(ctx, reached, outcome.as_ref().err());
+                let outcome = match act.keep(ctx, reached, outcome.as_ref().err()) {
+                    Some(rebuilding) => Err(rebuilding),
+                    None => outcome,
+                };
                 act.stop_unless_live(ctx);
                 outcome
             },
@@ -545,8 +542,8 @@ impl Handler<HealDatapath> for VWireActor {
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(
             |(reached, outcome), act, ctx| {
-                act.keep(ctx, reached, outcome.as_ref().err());
-                if let Err(e) = outcome {
+                let rebuilding = act.keep(ctx, reached, outcome.as_ref().err());
+                if let Err(e) = rebuilding.map_or(outcome, Err) {
                     tracing::warn!(vwire = %act.id, error = %e, "datapath not healed; probing again later");
                 }
                 if ctx.state() == ActorState::Running {

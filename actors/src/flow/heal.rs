@@ -9,7 +9,7 @@
 //! cannot be re-created (its client's namespace is gone, its name was taken meanwhile) ends
 //! `Failed` at stage `dataplane`, and its endpoint is told.
 
-use nsm_events::vwire::{Command, DataplaneWork, FailureCode, FailureStage, Status, VWire};
+use nsm_events::vwire::{Command, DataplaneWork, FailureStage, Status, VWire};
 
 use super::{Flow, failure_code};
 use crate::dataplane::PlumbRequest;
@@ -143,10 +143,7 @@ impl Flow {
                 Ok(Reconciliation::Healed { repairs })
             }
             Err(error) => {
-                let code = match &error {
-                    ActorError::Dataplane(e) => failure_code(e),
-                    _ => FailureCode::Unavailable,
-                };
+                let code = failure_code(&error);
                 let reason = format!("could not be re-created ({}): {error}", repairs.join("; "));
                 tracing::warn!(vwire = %current.id, %reason, "vWire failed");
                 let end = Command::Fail {

@@ -224,11 +224,8 @@ impl Flow {
             Err(e) => {
                 self.tell_endpoint_close(mesh, &endpoint, &requested, &accepted)
                     .await;
-                let code = match &e {
-                    ActorError::Dataplane(e) => failure_code(e),
-                    _ => FailureCode::Unavailable,
-                };
-                self.fail(state, FailureStage::Dataplane, code, &e).await?;
+                self.fail(state, FailureStage::Dataplane, failure_code(&e), &e)
+                    .await?;
                 return Err(e);
             }
         };
@@ -436,15 +433,17 @@ impl Flow {
     }
 }
 
-/// The failure code recorded for a data-plane refusal, in gRPC's terms.
-pub(crate) fn failure_code(error: &DataplaneError) -> FailureCode {
+/// The failure code recorded when the data plane could not do its part, in gRPC's terms
+/// (the forwarder itself gone: unavailable).
+pub(crate) fn failure_code(error: &ActorError) -> FailureCode {
     match error {
-        DataplaneError::InvalidInput(_) | DataplaneError::Unsupported { .. } => {
-            FailureCode::InvalidArgument
-        }
-        DataplaneError::Conflict(_) => FailureCode::AlreadyExists,
-        DataplaneError::NotPermitted(_) => FailureCode::FailedPrecondition,
-        DataplaneError::Failed { .. } => FailureCode::Internal,
+        ActorError::Dataplane(
+            DataplaneError::InvalidInput(_) | DataplaneError::Unsupported { .. },
+        ) => FailureCode::InvalidArgument,
+        ActorError::Dataplane(DataplaneError::Conflict(_)) => FailureCode::AlreadyExists,
+        ActorError::Dataplane(DataplaneError::NotPermitted(_)) => FailureCode::FailedPrecondition,
+        ActorError::Dataplane(DataplaneError::Failed { .. }) => FailureCode::Internal,
+        _ => FailureCode::Unavailable,
     }
 }
 
