@@ -21,7 +21,7 @@ use nsm_events::vwire::{DataplaneWork, VWireId};
 
 use super::netns::{Netns, NetnsError};
 use super::plan::{EndPlan, Plan};
-use super::rtnl::{NewRoute, Rtnl, RtnlError, VethEnd};
+use super::rtnl::{Link, NewRoute, Rtnl, RtnlError, VethEnd};
 use super::tag::{End, Tag, group_of};
 use super::{Inner, Kernel};
 use crate::dataplane::DataplaneError;
@@ -238,21 +238,38 @@ async fn configure(
 /// Removes the pair [`plumb`] made, tagged yet or not: its ends by name, if they are in this
 /// node's group. Best effort, for undoing a failed plumbing.
 async fn remove_made(inner: &Inner, plan: &Plan, places: [&Place; 2], log: &mut Log) {
+    let group = group_of(&inner.node);
     for (place, end) in places.into_iter().zip([&plan.client, &plan.endpoint]) {
-        let Ok(Some(link)) = place.rtnl.link_by_name(&end.name).await else {
-            continue;
-        };
-        if link.group != group_of(&inner.node) {
-            continue;
-        }
-        match place.rtnl.delete_link(link.index, &link.name).await {
-            Ok(()) => log.push(format!(
-                "removed {} from {} with its peer",
-                link.name,
+        remove_by_name(place, &end.name, |l| l.group == group, log).await;
+    }
+}
+
+/// Removes link `name` of `place`, and with it its peer, if `ours` says it is the one to
+/// remove; whether it is gone.
+async fn remove_by_name(
+    place: &Place,
+    name: &str,
+    ours: impl Fn(&Link) -> bool,
+    log: &mut Log,
+) -> bool {
+    let Ok(Some(link)) = place.rtnl.link_by_name(name).await else {
+        return false;
+    };
+    if !ours(&link) {
+        return false;
+    }
+    match place.rtnl.delete_link(link.index, name).await {
+        Ok(()) => {
+            log.push(format!(
+                "removed {name} from {} with its peer",
                 place.ns.url()
-            )),
-            Err(e) if e.errno() == Some(Errno::ENODEV) => {}
-            Err(e) => log.push(format!("could not remove {}: {e}", link.name)),
+            ));
+            true
+        }
+        Err(e) if e.errno() == Some(Errno::ENODEV) => true,
+        Err(e) => {
+            log.push(format!("could not remove {name}: {e}"));
+            false
         }
     }
 }
@@ -314,27 +331,19 @@ pub(super) async fn unplumb(
             Err(e) => return Err(e),
         }
     }
-    let removed_by_name = async {
-        for (place, name) in places.iter().zip(names) {
-            let Ok(Some(link)) = place.rtnl.link_by_name(name).await else {
-                continue;
-            };
-            let tag = link.alias.as_deref().and_then(Tag::parse);
-            if !tag.is_some_and(|t| t.vwire == vwire && t.is_of(&inner.node)) {
-                continue;
-            }
-            if place.rtnl.delete_link(link.index, name).await.is_ok() {
-                return Some(format!(
-                    "removed {name} from {} with its peer",
-                    place.ns.url()
-                ));
-            }
-        }
-        None
+    let ours = |link: &Link| {
+        let tag = link.alias.as_deref().and_then(Tag::parse);
+        tag.is_some_and(|t| t.vwire == vwire && t.is_of(&inner.node))
     };
-    match removed_by_name.await {
-        Some(line) => log.push(line),
-        None => remove_vwire(inner, vwire, [places.first(), places.get(1)], &mut log).await,
+    let mut removed = false;
+    for (place, name) in places.iter().zip(names) {
+        if remove_by_name(place, name, ours, &mut log).await {
+            removed = true;
+            break;
+        }
+    }
+    if !removed {
+        remove_vwire(inner, vwire, [places.first(), places.get(1)], &mut log).await;
     }
     if log.0.is_empty() {
         log.push(format!("nothing of vWire {vwire} was left to remove"));
