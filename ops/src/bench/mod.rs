@@ -47,6 +47,12 @@ fn quantile_ms(sorted: &[std::time::Duration], q: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
+/// The middle of `values` (sorting them); 0 for none.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Rounds to three decimals for reports.
 fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0

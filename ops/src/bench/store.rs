@@ -22,7 +22,7 @@ use nsm_events::store::{
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{quantile_ms, round3};
+use super::{median, quantile_ms, round3};
 use crate::output::print_report;
 
 #[derive(Debug, Args)]
@@ -178,11 +178,6 @@ async fn one_writer(
         latencies.push(began.elapsed());
     }
     Ok(latencies)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// `events` spread as evenly as possible over `transactions`.

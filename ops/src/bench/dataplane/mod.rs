@@ -31,7 +31,7 @@ use nsm_actors::{Dataplane, PlumbRequest};
 use nsm_events::vwire::{ConnectionContext, IpContext, Mechanism, MechanismClass, Route, VWireId};
 use serde::Serialize;
 
-use super::round3;
+use super::{median, round3};
 use crate::output::print_report;
 
 /// The vWire whose throughput is measured: client and endpoint addresses.
@@ -266,9 +266,4 @@ fn p2p(client: Ipv4Addr, endpoint: Ipv4Addr) -> ConnectionContext {
         },
         ..ConnectionContext::default()
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
