@@ -35,6 +35,8 @@ struct KernelEnd {
     /// `inodeURL` of its ends; `None`: it names no namespace (for the dry-run data plane).
     netns: Option<String>,
     extra_client_routes: Vec<Route>,
+    /// The (client, endpoint) addresses to hand out instead of its own pairs.
+    addresses: Option<(String, String)>,
 }
 
 /// A running fake endpoint; stops when dropped.
@@ -98,6 +100,11 @@ impl FakeEndpoint {
             });
     }
 
+    /// Hands out these (client, endpoint) addresses to every later vWire, valid or not.
+    pub fn hand_out(&self, client: &str, endpoint: &str) {
+        self.behaviour.kernel.lock().unwrap().addresses = Some((client.into(), endpoint.into()));
+    }
+
     /// Makes every later Request fail with `status` (None: answer again).
     pub fn refuse(&self, status: Option<Status>) {
         *self.behaviour.refuse.lock().unwrap() = status;
@@ -153,10 +160,12 @@ impl NetworkService for Behaviour {
             }
         }
         connection.mechanism = Some(mechanism);
-        let (client, server) = (
-            format!("10.60.{}.1/32", n % 250),
-            format!("10.60.{}.2/32", n % 250),
-        );
+        let (client, server) = kernel.addresses.clone().unwrap_or_else(|| {
+            (
+                format!("10.60.{}.1/32", n % 250),
+                format!("10.60.{}.2/32", n % 250),
+            )
+        });
         connection.context = Some(ConnectionContext {
             ip_context: Some(IpContext {
                 src_ip_addrs: vec![client.clone()],

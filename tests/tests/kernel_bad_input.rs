@@ -120,6 +120,52 @@ async fn each_bad_kernel_request_is_refused_recorded_and_leaves_nothing() {
     assert!(failures.iter().all(|f| f.stage == FailureStage::Dataplane));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_handing_out_invalid_or_overlapping_addresses_is_refused_and_nothing_is_made() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let net = TestNet::new("nsma", &["host", "c1", "e1"]);
+    let node = nsm_tests::kernel::kernel_node(dir.path(), &net, "node-addr", &[]).await;
+    let endpoint = nsm_tests::fake_endpoint::FakeEndpoint::start(dir.path(), "nse-f").await;
+    endpoint.in_netns(&net.url("e1"));
+    let lifetime = chrono::Duration::hours(1);
+    nsm_tests::mesh::register(&node, "icmp", "nse-f", &endpoint.url(), &[], lifetime).await;
+    for ((client, server), mentions) in [
+        (("10.61.0.1/33", "10.61.0.2/32"), "10.61.0.1/33"),
+        (("10.61.0.1/32", "10.61.0.1/32"), "given to both ends"),
+    ] {
+        endpoint.hand_out(client, server);
+        let request = kernel_request("icmp", "nsc-1", &net.url("c1"), "nsm-1");
+        let answer = node.network_service().request(request).await;
+        refused(
+            answer,
+            Code::Unavailable,
+            &["nse-f: invalid reply", mentions],
+        );
+        for ns in ["host", "c1", "e1"] {
+            assert!(
+                net.links(ns).is_empty(),
+                "{mentions}: left in {ns}: {:?}",
+                net.links(ns)
+            );
+        }
+    }
+    let recorded = streams(&node.db).await;
+    let vwires: Vec<_> = recorded
+        .iter()
+        .filter(|(s, _)| s.starts_with("vwire-"))
+        .collect();
+    assert_eq!(vwires.len(), 2);
+    for (_, events) in vwires {
+        let Ok(VWireEvent::Failed(failed)) = VWireEvent::decode(&events[1]) else {
+            panic!("{events:?}");
+        };
+        assert_eq!(failed.stage, FailureStage::Endpoint);
+    }
+}
+
 #[test]
 fn a_node_without_the_capabilities_refuses_the_kernel_data_plane_naming_them() {
     if !can_run() {
