@@ -254,7 +254,20 @@ async fn a_client_named_by_its_process_namespace_gets_a_working_vwire() {
         .args(["netns", "exec", &net.name("c1"), "sleep", "60"])
         .spawn()
         .expect("start a process in the namespace");
-    let url = format!("file:///proc/{}/ns/net", holder.id());
+    // `ip netns exec` enters the namespace just after it starts: wait until it has.
+    let path = format!("/proc/{}/ns/net", holder.id());
+    let inode =
+        |path: &str| std::fs::metadata(path).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let wanted = inode(&format!("/var/run/netns/{}", net.name("c1"))).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while inode(&path).ok() != Some(wanted) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the process never entered c1"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let url = format!("file://{path}");
     let connection = node
         .network_service()
         .request(kernel_request("icmp", "nsc-1", &url, "nsm-1"))
