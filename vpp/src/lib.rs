@@ -4,6 +4,8 @@
 //! API socket, the message codec generated from VPP's JSON definitions, typed requests,
 //! replies, dumps and events.
 //!
+//! - [`client`]: a connection to VPP's API socket (handshake, CRC check, requests,
+//!   dumps, events, timeouts); [`retval`]: VPP's error numbers by name.
 //! - [`codec`]: the wire encoding of every field type (big-endian, packed).
 //! - [`message`]: what a message is (name, CRC, header shape, reply) and whole-message
 //!   framing; [`api`]: the generated messages (VPP 26.06); [`dynamic`]: messages by name as
@@ -16,7 +18,9 @@
 
 #[rustfmt::skip]
 pub mod api;
+pub mod client;
 pub mod codec;
 pub mod dynamic;
 pub mod frame;
 pub mod message;
+pub mod retval;

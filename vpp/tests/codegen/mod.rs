@@ -67,13 +67,16 @@ struct Field {
     default: Option<Value>,
 }
 
+/// An enum or flags type: its wire type, its named values, and whether it is flags.
+type EnumDef = (String, Vec<(String, u64)>, bool);
+
 #[derive(Debug, Default)]
 struct Definitions {
     /// struct types and messages by name, with the module they came from
     types: BTreeMap<String, Vec<Field>>,
     messages: BTreeMap<String, (String, Vec<Field>, u32)>,
     unions: BTreeMap<String, Vec<Field>>,
-    enums: BTreeMap<String, (String, Vec<(String, u64)>, bool)>,
+    enums: BTreeMap<String, EnumDef>,
     aliases: BTreeMap<String, (String, Option<u64>)>,
     /// request → (reply, is a stream), and request → events it subscribes to
     services: BTreeMap<String, (String, bool)>,
