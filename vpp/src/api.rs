@@ -1224,6 +1224,7 @@ impl Request for ControlPing {
 #[serde(default, deny_unknown_fields)]
 pub struct ControlPingReply {
     pub retval: i32,
+    pub client_index: u32,
     pub vpe_pid: u32,
 }
 
@@ -1231,6 +1232,7 @@ impl Default for ControlPingReply {
     fn default() -> Self {
         Self {
             retval: Default::default(),
+            client_index: Default::default(),
             vpe_pid: Default::default(),
         }
     }
@@ -1239,6 +1241,7 @@ impl Default for ControlPingReply {
 impl Encode for ControlPingReply {
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         self.retval.encode(out)?;
+        self.client_index.encode(out)?;
         self.vpe_pid.encode(out)?;
         Ok(())
     }
@@ -1247,9 +1250,11 @@ impl Encode for ControlPingReply {
 impl Decode for ControlPingReply {
     fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let f_retval = Decode::decode(reader)?;
+        let f_client_index = Decode::decode(reader)?;
         let f_vpe_pid = Decode::decode(reader)?;
         Ok(Self {
             retval: f_retval,
+            client_index: f_client_index,
             vpe_pid: f_vpe_pid,
         })
     }

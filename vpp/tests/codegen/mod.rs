@@ -56,6 +56,15 @@ pub(crate) const WANTED: &[&str] = &[
 
 const HEADER_FIELDS: [&str; 3] = ["_vl_msg_id", "client_index", "context"];
 
+/// How many fields open a message as its header: the leading run of header names (a body
+/// may have a field of the same name later, as `control_ping_reply.client_index` does).
+fn header_len(fields: &[Field]) -> usize {
+    fields
+        .iter()
+        .take_while(|f| HEADER_FIELDS.contains(&f.name.as_str()))
+        .count()
+}
+
 /// One field of a struct or message as the JSON gives it.
 #[derive(Debug, Clone)]
 struct Field {
@@ -448,10 +457,11 @@ fn emit_struct(
     message: Option<(&String, u32)>,
 ) {
     let ty = camel(name);
-    let body: Vec<&Field> = all
-        .iter()
-        .filter(|f| message.is_none() || !HEADER_FIELDS.contains(&f.name.as_str()))
-        .collect();
+    let header_len = match message {
+        Some(_) => header_len(all),
+        None => 0,
+    };
+    let body: Vec<&Field> = all[header_len..].iter().collect();
     let counts: BTreeMap<&str, &str> = body
         .iter()
         .filter_map(|f| Some((f.count_field.as_deref()?, f.name.as_str())))
@@ -553,10 +563,9 @@ fn emit_struct(
 
 fn emit_message(out: &mut String, defs: &Definitions, name: &str, fields: &[Field], crc: u32) {
     let ty = camel(name);
-    let has = |n: &str| fields.iter().take(3).any(|f| f.name == n);
+    let has = |n: &str| fields[..header_len(fields)].iter().any(|f| f.name == n);
     let retval = fields
-        .iter()
-        .find(|f| !HEADER_FIELDS.contains(&f.name.as_str()))
+        .get(header_len(fields))
         .is_some_and(|f| f.name == "retval" && f.vpp_type == "i32");
     let _ = writeln!(
         out,
