@@ -1,7 +1,7 @@
 //! The data plane as the forwarder drives it: plumb a vWire's two ends together, unplumb
 //! them, check that a plumbed vWire is whole, list what exists, remove what nobody owns,
 //! and probe the datapath. The kernel forwarder ([`crate::kernel`]) and the VPP forwarder
-//! (a later issue) implement [`Dataplane`]; this module has the contract and the `dry-run`
+//! ([`crate::vpp`]) implement [`Dataplane`]; this module has the contract and the `dry-run`
 //! data plane, which does nothing and says so in every record it returns.
 //!
 //! A data plane never writes to the log: it returns a [`DataplaneWork`] and the vWire records
@@ -187,6 +187,12 @@ pub trait Dataplane: Send + Sync + fmt::Debug + 'static {
         let _ = (request, timeout);
         let why = format!("the {} data plane does not probe", self.name());
         Box::pin(futures::future::ready(Ok(Liveness::NotProbed { why })))
+    }
+
+    /// Changes whenever the data plane lost what it held (VPP restarted) and the runtime
+    /// should reconcile; `None` for data planes that cannot lose state behind our back.
+    fn lost_state(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
 
     /// The client's preferred mechanism this data plane supports: the first of `offered`

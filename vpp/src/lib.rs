@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod address;
 #[rustfmt::skip]
 pub mod api;
 pub mod client;
@@ -24,3 +25,6 @@ pub mod dynamic;
 pub mod frame;
 pub mod message;
 pub mod retval;
+/// A simulated VPP API server for tests and benchmarks (feature `simulator`).
+#[cfg(feature = "simulator")]
+pub mod simulator;

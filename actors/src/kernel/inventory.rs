@@ -112,7 +112,7 @@ async fn remove_one(
     };
     let separate;
     let rtnl = if ns == inner.own_ns {
-        &inner.own
+        inner.own.as_ref()
     } else {
         separate = Rtnl::open(&ns, &inner.runtime)
             .await

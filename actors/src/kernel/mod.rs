@@ -1,7 +1,8 @@
 //! The kernel data plane (`--dataplane kernel`): each vWire is a veth pair, one end in the
 //! client's network namespace and one in the endpoint's, with the addresses, routes, MTU
 //! and MAC addresses of its connection context — NSM's KERNEL mechanism on both ends,
-//! driven through netlink (rtnetlink), never by running `ip`.
+//! driven through netlink (rtnetlink), never by running `ip`. For the VPP forwarder it also
+//! makes one end alone as a pair reaching into this process's namespace (veth + af_packet).
 //!
 //! | module | owns |
 //! |---|---|
@@ -9,6 +10,7 @@
 //! | `rtnl` | the netlink requests, errno kept |
 //! | `plan` | checking a request and working out each end before anything is touched |
 //! | `plumb` | making, checking and removing one vWire's pair |
+//! | `host_veth` | one end as a pair between its workload's namespace and this one, for VPP |
 //! | `inventory` | finding every link of this node on the host; removing orphans |
 //! | `probe` | ICMP echo from the client's end (liveness, `nsm demo`) |
 //! | `tag` | the alias every link carries: node, vWire, end |
@@ -17,6 +19,7 @@
 //! [`missing_capabilities`] says which are missing, and [`Kernel::start`] refuses without
 //! them.
 
+mod host_veth;
 mod inventory;
 pub mod netns;
 mod plan;
@@ -36,7 +39,7 @@ use self::plan::{KERNEL, Plan};
 pub use self::plan::{MAX_INTERFACE_NAME, NAME_PARAMETER, NETNS_PARAMETER, check_interface_name};
 pub use self::probe::{ECHOES, Echo, ping};
 use self::rtnl::Rtnl;
-pub use self::tag::Tag;
+pub use self::tag::{Tag, default_interface_name};
 use crate::dataplane::{Dataplane, DataplaneError, DataplaneObject, End, Liveness, PlumbRequest};
 
 /// The kernel data plane. Cheap to clone.
@@ -61,8 +64,9 @@ pub(crate) struct Inner {
     node: String,
     /// The namespace this process runs in, where pairs are made.
     own_ns: Netns,
-    /// Netlink in `own_ns`, for the whole life of the data plane.
-    own: Rtnl,
+    /// Netlink in `own_ns`, for the whole life of the data plane (shared with the work that
+    /// makes links there).
+    own: Arc<Rtnl>,
     /// Where netlink connections are driven.
     runtime: tokio::runtime::Handle,
 }
@@ -110,7 +114,7 @@ impl Kernel {
             inner: Arc::new(Inner {
                 node: node.to_owned(),
                 own_ns,
-                own,
+                own: Arc::new(own),
                 runtime,
             }),
         })

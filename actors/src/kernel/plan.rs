@@ -5,7 +5,8 @@
 //!
 //! The ends follow NSM's kernel mechanism: the client's end gets `src_ip_addrs`,
 //! `src_routes` and `ethernet.src_mac`; the endpoint's end the `dst_` ones; both get the
-//! context's MTU.
+//! context's MTU. [`HostPlan`] is one such end alone, paired with a bare link in this
+//! process's namespace (the VPP forwarder's veth + af_packet).
 
 use std::net::IpAddr;
 
@@ -23,10 +24,20 @@ pub const NAME_PARAMETER: &str = "name";
 /// Linux's interface name limit (`IFNAMSIZ` - 1).
 pub const MAX_INTERFACE_NAME: usize = 15;
 
+/// Which link of an end a plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The end itself, in the workload's namespace, as NSM's kernel mechanism names it.
+    Workload,
+    /// The bare peer of [`HostPlan`]'s end, in this process's namespace, for VPP.
+    Host,
+}
+
 /// One end, ready to be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EndPlan {
     pub(crate) end: End,
+    pub(crate) side: Side,
     pub(crate) netns_url: String,
     pub(crate) name: String,
     pub(crate) addresses: Vec<(IpAddr, u8)>,
@@ -51,6 +62,16 @@ pub(crate) struct Plan {
     pub(crate) mtu: Option<u32>,
 }
 
+/// One end of a vWire as a veth pair: the end in its workload's namespace, configured as
+/// [`Plan`] would configure it, and a bare peer in this process's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostPlan {
+    pub(crate) vwire: VWireId,
+    pub(crate) workload: EndPlan,
+    pub(crate) host: EndPlan,
+    pub(crate) mtu: Option<u32>,
+}
+
 fn invalid(message: String) -> DataplaneError {
     DataplaneError::InvalidInput(message)
 }
@@ -63,44 +84,15 @@ impl Plan {
         context: &ConnectionContext,
     ) -> Result<Self, DataplaneError> {
         check_supported(context)?;
-        let ip = &context.ip;
-        let client = EndPlan::new(
-            vwire,
-            End::Client,
-            client,
-            &ip.src_ip_addrs,
-            &ip.src_routes,
-            &context.ethernet.src_mac,
-        )?;
-        let endpoint = EndPlan::new(
-            vwire,
-            End::Endpoint,
-            endpoint,
-            &ip.dst_ip_addrs,
-            &ip.dst_routes,
-            &context.ethernet.dst_mac,
-        )?;
+        let client = EndPlan::of_context(vwire, End::Client, client, context)?;
+        let endpoint = EndPlan::of_context(vwire, End::Endpoint, endpoint, context)?;
         if client.netns_url == endpoint.netns_url && client.name == endpoint.name {
             return Err(DataplaneError::Conflict(format!(
                 "both ends would be interface {} in {}: give them different names",
                 client.name, client.netns_url
             )));
         }
-        let mtu = context.mtu.filter(|m| *m != 0);
-        if let Some(mtu) = mtu {
-            let has_ipv6 = client
-                .addresses
-                .iter()
-                .chain(&endpoint.addresses)
-                .any(|(a, _)| a.is_ipv6());
-            let min = if has_ipv6 { 1280 } else { 68 };
-            if !(min..=65535).contains(&mtu) {
-                return Err(invalid(format!(
-                    "context.MTU {mtu} is outside {min}-65535{}",
-                    if has_ipv6 { " (IPv6 needs 1280)" } else { "" }
-                )));
-            }
-        }
+        let mtu = context_mtu(context)?;
         Ok(Self {
             vwire,
             client,
@@ -108,6 +100,65 @@ impl Plan {
             mtu,
         })
     }
+}
+
+impl HostPlan {
+    /// `end` of `vwire`, with its peer named `host_name` in the namespace `own_url` names.
+    /// Whether the two would clash (the workload in this very namespace, under the same
+    /// name) takes opening the namespaces, so the caller checks that.
+    pub(crate) fn new(
+        vwire: VWireId,
+        end: End,
+        mechanism: &Mechanism,
+        context: &ConnectionContext,
+        host_name: &str,
+        own_url: &str,
+    ) -> Result<Self, DataplaneError> {
+        check_supported(context)?;
+        let workload = EndPlan::of_context(vwire, end, mechanism, context)?;
+        check_interface_name(host_name)
+            .map_err(|why| invalid(format!("the {end} end's host-side interface name {why}")))?;
+        let host = EndPlan {
+            end,
+            side: Side::Host,
+            netns_url: own_url.to_owned(),
+            name: host_name.to_owned(),
+            addresses: Vec::new(),
+            routes: Vec::new(),
+            mac: None,
+        };
+        let mtu = context_mtu(context)?;
+        Ok(Self {
+            vwire,
+            workload,
+            host,
+            mtu,
+        })
+    }
+}
+
+/// The context's MTU, if it sets one (0 is none), checked against the families of all its
+/// addresses: both ends of a wire carry the same packets. Addresses that do not parse are
+/// refused where the end that has them is planned.
+fn context_mtu(context: &ConnectionContext) -> Result<Option<u32>, DataplaneError> {
+    let Some(mtu) = context.mtu.filter(|m| *m != 0) else {
+        return Ok(None);
+    };
+    let ip = &context.ip;
+    let has_ipv6 = ip
+        .src_ip_addrs
+        .iter()
+        .chain(&ip.dst_ip_addrs)
+        .filter_map(|a| parse_cidr(a).ok())
+        .any(|(a, _)| a.is_ipv6());
+    let min = if has_ipv6 { 1280 } else { 68 };
+    if !(min..=65535).contains(&mtu) {
+        return Err(invalid(format!(
+            "context.MTU {mtu} is outside {min}-65535{}",
+            if has_ipv6 { " (IPv6 needs 1280)" } else { "" }
+        )));
+    }
+    Ok(Some(mtu))
 }
 
 /// Parts of NSM's context this data plane does not apply yet: refused rather than ignored.
@@ -130,6 +181,43 @@ fn check_supported(context: &ConnectionContext) -> Result<(), DataplaneError> {
 }
 
 impl EndPlan {
+    /// `end` as NSM's kernel mechanism configures it from the context: the client's end
+    /// with the `src_` fields, the endpoint's with the `dst_` ones.
+    fn of_context(
+        vwire: VWireId,
+        end: End,
+        mechanism: &Mechanism,
+        context: &ConnectionContext,
+    ) -> Result<Self, DataplaneError> {
+        let (ip, ethernet) = (&context.ip, &context.ethernet);
+        let (addresses, routes, mac) = match end {
+            End::Client => (&ip.src_ip_addrs, &ip.src_routes, &ethernet.src_mac),
+            End::Endpoint => (&ip.dst_ip_addrs, &ip.dst_routes, &ethernet.dst_mac),
+        };
+        Self::new(vwire, end, mechanism, addresses, routes, mac)
+    }
+
+    /// What it is, for messages: "client end", or "host side of the client end".
+    pub(crate) fn role(&self) -> String {
+        match self.side {
+            Side::Workload => format!("{} end", self.end),
+            Side::Host => format!("host side of the {} end", self.end),
+        }
+    }
+
+    /// The link in namespace `url`, for messages: "the client end nsm-1 in file:///…".
+    pub(crate) fn here(&self, url: &str) -> String {
+        format!("the {} {} in {url}", self.role(), self.name)
+    }
+
+    /// Its namespace `url`, for messages.
+    pub(crate) fn namespace(&self, url: &str) -> String {
+        match self.side {
+            Side::Workload => format!("the {} end's network namespace {url}", self.end),
+            Side::Host => format!("this process's network namespace {url}"),
+        }
+    }
+
     fn new(
         vwire: VWireId,
         end: End,
@@ -184,6 +272,7 @@ impl EndPlan {
         };
         Ok(Self {
             end,
+            side: Side::Workload,
             netns_url,
             name,
             addresses,
@@ -445,6 +534,92 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("ip_neighbors"), "{error}");
+    }
+
+    #[test]
+    fn a_host_veth_end_takes_its_own_end_s_fields_and_a_bare_peer() {
+        let vwire = VWireId::new_random();
+        let mut context = p2p();
+        context.ethernet.dst_mac = "02:00:00:00:00:02".into();
+        let endpoint = kernel(&[("inodeURL", "file:///run/netns/e1")]);
+        let own = "file:///proc/1/ns/net";
+        let plan = HostPlan::new(vwire, End::Endpoint, &endpoint, &context, "vpp-1", own).unwrap();
+        assert_eq!(plan.workload.side, Side::Workload);
+        assert_eq!(
+            plan.workload.name,
+            default_interface_name(vwire, End::Endpoint)
+        );
+        assert_eq!(
+            plan.workload.addresses,
+            vec![("172.16.0.2".parse().unwrap(), 32)]
+        );
+        assert_eq!(plan.workload.routes.len(), 1);
+        assert_eq!(plan.workload.mac, Some([2, 0, 0, 0, 0, 2]));
+        assert_eq!(plan.host.side, Side::Host);
+        assert_eq!(plan.host.end, End::Endpoint);
+        assert_eq!(
+            (plan.host.name.as_str(), plan.host.netns_url.as_str()),
+            ("vpp-1", own)
+        );
+        assert!(plan.host.addresses.is_empty() && plan.host.routes.is_empty());
+        assert_eq!(plan.host.mac, None);
+        assert_eq!(plan.mtu, Some(1400));
+        assert_eq!(
+            plan.host.here(own),
+            format!("the host side of the endpoint end vpp-1 in {own}")
+        );
+    }
+
+    #[test]
+    fn a_host_veth_end_is_refused_as_the_kernel_forwarder_refuses_it() {
+        let ok = kernel(&[("inodeURL", "file:///run/netns/x")]);
+        let own = "file:///proc/1/ns/net";
+        let mut vlan = p2p();
+        vlan.ethernet.vlan_tag = 7;
+        let cases: Vec<(Mechanism, ConnectionContext, &str, &str)> = vec![
+            (
+                kernel(&[]),
+                p2p(),
+                "vpp-1",
+                "client end's KERNEL mechanism has no inodeURL",
+            ),
+            (
+                ok.clone(),
+                p2p(),
+                "much-too-long-name",
+                "client end's host-side interface name",
+            ),
+            (ok.clone(), p2p(), "a b", "not a valid Linux interface name"),
+            (ok.clone(), vlan, "vpp-1", "vlan_tag"),
+            (
+                ok.clone(),
+                ConnectionContext {
+                    mtu: Some(40),
+                    ..p2p()
+                },
+                "vpp-1",
+                "MTU 40",
+            ),
+            (
+                Mechanism::new(MechanismClass::Local, "MEMIF"),
+                p2p(),
+                "vpp-1",
+                "client end: MEMIF",
+            ),
+        ];
+        for (mechanism, context, host, expected) in cases {
+            let error = HostPlan::new(
+                VWireId::new_random(),
+                End::Client,
+                &mechanism,
+                &context,
+                host,
+                own,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+        }
     }
 
     #[test]

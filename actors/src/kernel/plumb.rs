@@ -13,14 +13,18 @@
 //!
 //! **Removing** ([`unplumb`]) finds the vWire's links by their tag, not by name, in both
 //! namespaces. **Checking** ([`verify`]) lists what is missing or wrong, for reconcile.
+//!
+//! The steps are shared with [`super::host_veth`], whose pair joins one end to this
+//! process's namespace: each works on one end ([`EndPlan`]) in one [`Place`].
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nsm_events::vwire::{DataplaneWork, VWireId};
 
 use super::netns::{Netns, NetnsError};
-use super::plan::{EndPlan, Plan};
+use super::plan::{EndPlan, Plan, Side};
 use super::rtnl::{Link, NewRoute, Rtnl, RtnlError, VethEnd};
 use super::tag::{End, Tag, group_of};
 use super::{Inner, Kernel};
@@ -28,14 +32,18 @@ use crate::dataplane::DataplaneError;
 
 /// What was done, in order, for the record.
 #[derive(Debug, Default)]
-struct Log(Vec<String>);
+pub(super) struct Log(Vec<String>);
 
 impl Log {
-    fn push(&mut self, line: impl Into<String>) {
+    pub(super) fn push(&mut self, line: impl Into<String>) {
         self.0.push(line.into());
     }
 
-    fn work(self) -> DataplaneWork {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn work(self) -> DataplaneWork {
         DataplaneWork {
             dataplane: Kernel::NAME.to_owned(),
             dry_run: false,
@@ -45,17 +53,38 @@ impl Log {
 }
 
 /// An end's namespace, open, with a netlink connection in it.
-struct Place {
-    ns: Netns,
-    rtnl: Rtnl,
+pub(super) struct Place {
+    pub(super) ns: Netns,
+    rtnl: Arc<Rtnl>,
 }
 
-async fn enter(inner: &Inner, end: End, url: &str) -> Result<Place, DataplaneError> {
+impl Place {
+    /// This process's namespace, through the connection the data plane keeps open.
+    pub(super) fn own(inner: &Inner) -> Self {
+        Self {
+            ns: inner.own_ns.clone(),
+            rtnl: inner.own.clone(),
+        }
+    }
+}
+
+pub(super) async fn enter(inner: &Inner, end: End, url: &str) -> Result<Place, DataplaneError> {
     let ns = Netns::open(url).map_err(|e| netns_error(end, e))?;
     let rtnl = Rtnl::open(&ns, &inner.runtime)
         .await
         .map_err(|e| rtnl_error(&format!("the {end} end"), e))?;
-    Ok(Place { ns, rtnl })
+    Ok(Place {
+        ns,
+        rtnl: Arc::new(rtnl),
+    })
+}
+
+/// Where `end` is to be: its workload's namespace, or this process's for a host side.
+pub(super) async fn place_of(inner: &Inner, end: &EndPlan) -> Result<Place, DataplaneError> {
+    match end.side {
+        Side::Workload => enter(inner, end.end, &end.netns_url).await,
+        Side::Host => Ok(Place::own(inner)),
+    }
 }
 
 /// Plumbs the vWire `plan` describes; on error nothing of it is left.
@@ -63,17 +92,34 @@ pub(super) async fn plumb(inner: &Inner, plan: &Plan) -> Result<DataplaneWork, D
     let mut log = Log::default();
     let client = enter(inner, End::Client, &plan.client.netns_url).await?;
     let endpoint = enter(inner, End::Endpoint, &plan.endpoint.netns_url).await?;
-    preflight(inner, plan.vwire, &client, &plan.client, &mut log).await?;
-    preflight(inner, plan.vwire, &endpoint, &plan.endpoint, &mut log).await?;
+    // Either end's name may hold a leftover of this vWire, whichever end it was.
+    let leftover = |t: &Tag| t.vwire == plan.vwire && t.is_of(&inner.node);
+    preflight(&client, &plan.client, leftover, &mut log).await?;
+    preflight(&endpoint, &plan.endpoint, leftover, &mut log).await?;
+    let ends = [(&client, &plan.client), (&endpoint, &plan.endpoint)];
+    make_pair(inner, plan.vwire, ends, plan.mtu, &mut log).await?;
+    Ok(log.work())
+}
+
+/// Creates the pair of `ends`, each directly in its place, in the node's group, in one
+/// request; then tags and configures each end. On error nothing of it is left. Gives back
+/// the two links as they were made (before they were tagged and set up).
+pub(super) async fn make_pair(
+    inner: &Inner,
+    vwire: VWireId,
+    ends: [(&Place, &EndPlan); 2],
+    mtu: Option<u32>,
+    log: &mut Log,
+) -> Result<[Link; 2], DataplaneError> {
     let group = group_of(&inner.node);
-    let [first, second] =
-        [(&client, &plan.client), (&endpoint, &plan.endpoint)].map(|(place, end)| VethEnd {
-            name: &end.name,
-            netns: &place.ns,
-            group,
-            mtu: plan.mtu,
-            mac: end.mac,
-        });
+    let [first, second] = ends.map(|(place, end)| VethEnd {
+        name: &end.name,
+        netns: &place.ns,
+        group,
+        mtu,
+        mac: end.mac,
+    });
+    let [(a_place, a), (b_place, b)] = ends;
     inner
         .own
         .add_veth(&first, &second)
@@ -81,43 +127,44 @@ pub(super) async fn plumb(inner: &Inner, plan: &Plan) -> Result<DataplaneWork, D
         .map_err(|e| match e.errno() {
             Some(Errno::EEXIST) => DataplaneError::Conflict(format!(
                 "interface name {} or {} was taken in its namespace while the vWire was being made",
-                plan.client.name, plan.endpoint.name
+                a.name, b.name
             )),
             _ => rtnl_error("making the veth pair", e),
         })?;
     log.push(format!(
-        "created veth pair {} (client end, in {}) / {} (endpoint end, in {}), group {group}{}",
-        plan.client.name,
-        client.ns.url(),
-        plan.endpoint.name,
-        endpoint.ns.url(),
-        plan.mtu.map(|m| format!(", MTU {m}")).unwrap_or_default()
+        "created veth pair {} ({}, in {}) / {} ({}, in {}), group {group}{}",
+        a.name,
+        a.role(),
+        a_place.ns.url(),
+        b.name,
+        b.role(),
+        b_place.ns.url(),
+        mtu.map(|m| format!(", MTU {m}")).unwrap_or_default()
     ));
     let made = async {
-        for (place, end) in [(&client, &plan.client), (&endpoint, &plan.endpoint)] {
-            configure(inner, plan.vwire, place, end, &mut log).await?;
-        }
-        Ok::<(), DataplaneError>(())
+        let first = configure(inner, vwire, a_place, a, log).await?;
+        let second = configure(inner, vwire, b_place, b, log).await?;
+        Ok::<_, DataplaneError>([first, second])
     };
-    if let Err(error) = made.await {
-        let mut undo = Log::default();
-        remove_made(inner, plan, [&client, &endpoint], &mut undo).await;
-        tracing::debug!(vwire = %plan.vwire, undone = ?undo.0, "plumbing undone");
-        return Err(error);
-    }
-    Ok(log.work())
+    let error = match made.await {
+        Ok(links) => return Ok(links),
+        Err(error) => error,
+    };
+    let mut undo = Log::default();
+    remove_made(inner, ends, &mut undo).await;
+    tracing::debug!(%vwire, undone = ?undo.0, "plumbing undone");
+    Err(error)
 }
 
 /// Refuses an end whose name is taken or whose addresses are on another link; removes a
-/// leftover of this same vWire (from an interrupted attempt).
-async fn preflight(
-    inner: &Inner,
-    vwire: VWireId,
+/// link of that name whose tag `leftover` accepts (from an interrupted attempt).
+pub(super) async fn preflight(
     place: &Place,
     end: &EndPlan,
+    leftover: impl Fn(&Tag) -> bool,
     log: &mut Log,
 ) -> Result<(), DataplaneError> {
-    let here = || format!("the {} end's network namespace {}", end.end, place.ns.url());
+    let here = || end.namespace(place.ns.url());
     let found = place
         .rtnl
         .link_by_name(&end.name)
@@ -125,7 +172,7 @@ async fn preflight(
         .map_err(|e| rtnl_error(&here(), e))?;
     if let Some(link) = found {
         let ours = link.alias.as_deref().and_then(Tag::parse);
-        if ours.is_some_and(|t| t.vwire == vwire && t.is_of(&inner.node)) {
+        if ours.is_some_and(|t| leftover(&t)) {
             place
                 .rtnl
                 .delete_link(link.index, &link.name)
@@ -161,15 +208,16 @@ async fn preflight(
     Ok(())
 }
 
-/// Tags an end, brings it up, and gives it its addresses and routes.
+/// Tags an end, brings it up, and gives it its addresses and routes; the link as it was
+/// found before that.
 async fn configure(
     inner: &Inner,
     vwire: VWireId,
     place: &Place,
     end: &EndPlan,
     log: &mut Log,
-) -> Result<(), DataplaneError> {
-    let here = format!("the {} end {} in {}", end.end, end.name, place.ns.url());
+) -> Result<Link, DataplaneError> {
+    let here = end.here(place.ns.url());
     let link = place
         .rtnl
         .link_by_name(&end.name)
@@ -232,14 +280,14 @@ async fn configure(
             None => format!("routed {}/{} on {here}", route.network, route.len),
         });
     }
-    Ok(())
+    Ok(link)
 }
 
-/// Removes the pair [`plumb`] made, tagged yet or not: its ends by name, if they are in this
-/// node's group. Best effort, for undoing a failed plumbing.
-async fn remove_made(inner: &Inner, plan: &Plan, places: [&Place; 2], log: &mut Log) {
+/// Removes the pair [`make_pair`] made, tagged yet or not: its ends by name, if they are in
+/// this node's group. Best effort, for undoing a failed plumbing.
+pub(super) async fn remove_made(inner: &Inner, ends: [(&Place, &EndPlan); 2], log: &mut Log) {
     let group = group_of(&inner.node);
-    for (place, end) in places.into_iter().zip([&plan.client, &plan.endpoint]) {
+    for (place, end) in ends {
         remove_by_name(place, &end.name, |l| l.group == group, log).await;
     }
 }
@@ -274,10 +322,10 @@ async fn remove_by_name(
     }
 }
 
-/// Removes everything tagged with `vwire` in the places given, logging what it removed.
-/// Best effort: what cannot be removed is logged and left to reconcile.
-async fn remove_vwire(inner: &Inner, vwire: VWireId, places: [Option<&Place>; 2], log: &mut Log) {
-    for place in places.into_iter().flatten() {
+/// Removes every link of the places of `ends` whose tag `ours` accepts, logging what it
+/// removed. Best effort: what cannot be removed is logged and left to reconcile.
+async fn remove_tagged(ends: &[(Place, &str)], ours: impl Fn(&Tag) -> bool, log: &mut Log) {
+    for (place, _) in ends {
         let links = match place.rtnl.links().await {
             Ok(links) => links,
             Err(e) => {
@@ -292,7 +340,7 @@ async fn remove_vwire(inner: &Inner, vwire: VWireId, places: [Option<&Place>; 2]
             let Some(tag) = link.alias.as_deref().and_then(Tag::parse) else {
                 continue;
             };
-            if tag.vwire != vwire || !tag.is_of(&inner.node) {
+            if !ours(&tag) {
                 continue;
             }
             match place.rtnl.delete_link(link.index, &link.name).await {
@@ -310,10 +358,25 @@ async fn remove_vwire(inner: &Inner, vwire: VWireId, places: [Option<&Place>; 2]
     }
 }
 
+/// Opens `end`'s namespace to remove its links: `None` (and a line in `log`) when the
+/// namespace is gone, for its links went with it.
+pub(super) async fn enter_to_remove(
+    inner: &Inner,
+    end: End,
+    url: &str,
+    log: &mut Log,
+) -> Result<Option<Place>, DataplaneError> {
+    match enter(inner, end, url).await {
+        Ok(place) => Ok(Some(place)),
+        Err(DataplaneError::InvalidInput(why)) => {
+            log.push(format!("{why}: its links went with it"));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes everything of `vwire`, whose ends were in these namespaces.
-/// The ends are looked up by the names they were made with first (one request each); only
-/// when neither is there with this vWire's tag are both namespaces searched by tag (a link
-/// renamed by hand), so removing many vWires of one namespace does not list it each time.
 pub(super) async fn unplumb(
     inner: &Inner,
     vwire: VWireId,
@@ -321,61 +384,78 @@ pub(super) async fn unplumb(
     names: [&str; 2],
 ) -> Result<DataplaneWork, DataplaneError> {
     let mut log = Log::default();
-    let mut places = Vec::new();
-    for (end, url) in [End::Client, End::Endpoint].into_iter().zip(urls) {
-        match enter(inner, end, url).await {
-            Ok(place) => places.push(place),
-            Err(DataplaneError::InvalidInput(why)) => {
-                log.push(format!("{why}: its links went with it"));
-            }
-            Err(e) => return Err(e),
+    let mut ends = Vec::new();
+    for ((end, url), name) in [End::Client, End::Endpoint]
+        .into_iter()
+        .zip(urls)
+        .zip(names)
+    {
+        if let Some(place) = enter_to_remove(inner, end, url, &mut log).await? {
+            ends.push((place, name));
         }
     }
-    let ours = |link: &Link| {
-        let tag = link.alias.as_deref().and_then(Tag::parse);
-        tag.is_some_and(|t| t.vwire == vwire && t.is_of(&inner.node))
-    };
-    let mut removed = false;
-    for (place, name) in places.iter().zip(names) {
-        if remove_by_name(place, name, ours, &mut log).await {
-            removed = true;
-            break;
-        }
-    }
-    if !removed {
-        remove_vwire(inner, vwire, [places.first(), places.get(1)], &mut log).await;
-    }
-    if log.0.is_empty() {
+    let ours = |t: &Tag| t.vwire == vwire && t.is_of(&inner.node);
+    remove_ends(&ends, ours, &mut log).await;
+    if log.is_empty() {
         log.push(format!("nothing of vWire {vwire} was left to remove"));
     }
     Ok(log.work())
 }
 
+/// Removes the links whose tags `ours` accepts from the places given, each known by the
+/// name it was made with. The names are tried first (one request each; removing one end of
+/// a pair removes both); only when none is there with such a tag are the places searched
+/// by tag (a link renamed by hand), so removing many vWires of one namespace does not list
+/// it each time.
+pub(super) async fn remove_ends(
+    ends: &[(Place, &str)],
+    ours: impl Fn(&Tag) -> bool,
+    log: &mut Log,
+) {
+    let tagged = |link: &Link| {
+        link.alias
+            .as_deref()
+            .and_then(Tag::parse)
+            .is_some_and(|t| ours(&t))
+    };
+    for (place, name) in ends {
+        if remove_by_name(place, name, tagged, log).await {
+            return;
+        }
+    }
+    remove_tagged(ends, &ours, log).await;
+}
+
 /// What is missing or wrong with a plumbed vWire (nothing: it is whole).
 pub(super) async fn verify(inner: &Inner, plan: &Plan) -> Vec<String> {
+    verify_ends(inner, plan.vwire, [&plan.client, &plan.endpoint]).await
+}
+
+/// What is missing or wrong with the two ends of a pair of `vwire`.
+pub(super) async fn verify_ends(inner: &Inner, vwire: VWireId, ends: [&EndPlan; 2]) -> Vec<String> {
     let mut problems = Vec::new();
-    for end in [&plan.client, &plan.endpoint] {
-        let place = match enter(inner, end.end, &end.netns_url).await {
+    for end in ends {
+        let place = match place_of(inner, end).await {
             Ok(place) => place,
             Err(e) => {
                 problems.push(e.to_string());
                 continue;
             }
         };
-        problems.extend(check_end(inner, plan.vwire, &place, end).await);
+        problems.extend(check_end(inner, vwire, &place, end).await);
     }
     problems
 }
 
 async fn check_end(inner: &Inner, vwire: VWireId, place: &Place, end: &EndPlan) -> Vec<String> {
-    let here = format!("the {} end {} in {}", end.end, end.name, place.ns.url());
+    let here = end.here(place.ns.url());
     let link = match place.rtnl.link_by_name(&end.name).await {
         Ok(Some(link)) => link,
         Ok(None) => return vec![format!("{here} is missing")],
         Err(e) => return vec![format!("{here} cannot be read: {e}")],
     };
     let tag = link.alias.as_deref().and_then(Tag::parse);
-    if !tag.is_some_and(|t| t.vwire == vwire && t.end == end.end && t.is_of(&inner.node)) {
+    if !tag.is_some_and(|t| t.is_end_of(vwire, end.end, &inner.node)) {
         return vec![format!(
             "{here} is not this vWire's (alias {:?})",
             link.alias
@@ -399,7 +479,7 @@ async fn check_end(inner: &Inner, vwire: VWireId, place: &Place, end: &EndPlan) 
     problems
 }
 
-fn netns_error(end: End, error: NetnsError) -> DataplaneError {
+pub(super) fn netns_error(end: End, error: NetnsError) -> DataplaneError {
     let message = format!("the {end} end's network namespace: {error}");
     match error {
         NetnsError::BadUrl { .. } | NetnsError::Missing { .. } | NetnsError::NotNetns { .. } => {

@@ -66,6 +66,8 @@ pub(crate) struct Link {
     pub(crate) is_veth: bool,
     /// Its device group (`ip link show group N`).
     pub(crate) group: u32,
+    /// Its Ethernet address, if it has one.
+    pub(crate) mac: Option<[u8; 6]>,
 }
 
 impl Link {
@@ -77,12 +79,14 @@ impl Link {
             up: message.header.flags.contains(LinkFlags::Up),
             is_veth: false,
             group: 0,
+            mac: None,
         };
         for attribute in &message.attributes {
             match attribute {
                 LinkAttribute::IfName(name) => link.name.clone_from(name),
                 LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
                 LinkAttribute::Group(group) => link.group = *group,
+                LinkAttribute::Address(bytes) => link.mac = bytes.as_slice().try_into().ok(),
                 LinkAttribute::LinkInfo(infos) => {
                     link.is_veth = infos
                         .iter()

@@ -70,6 +70,11 @@ impl Tag {
     pub fn is_of(&self, node: &str) -> bool {
         self.node == node_in_tag(node)
     }
+
+    /// Whether it is the tag of `end` of `vwire`, made by `node`.
+    pub fn is_end_of(&self, vwire: VWireId, end: End, node: &str) -> bool {
+        self.vwire == vwire && self.end == end && self.is_of(node)
+    }
 }
 
 impl fmt::Display for Tag {
@@ -100,7 +105,7 @@ pub(crate) fn group_of(node: &str) -> u32 {
 
 /// The interface name an end gets when its mechanism names none: `nsm-` (client) or `nse-`
 /// (endpoint) and 8 hex digits of the vWire, so it is the same every time it is made.
-pub(crate) fn default_interface_name(vwire: VWireId, end: End) -> String {
+pub fn default_interface_name(vwire: VWireId, end: End) -> String {
     let simple = vwire.0.simple().to_string();
     match end {
         End::Client => format!("nsm-{}", &simple[..8]),

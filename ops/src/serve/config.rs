@@ -30,10 +30,24 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "NSM_NODE")]
     node: Option<String>,
     /// Data plane: `kernel` (veth pairs through netlink; needs CAP_NET_ADMIN and
-    /// CAP_SYS_ADMIN) or `dry-run` (records what it would plumb, plumbs nothing). `vpp` is not
-    /// built yet. Default: kernel when the process has the capabilities, else dry-run.
+    /// CAP_SYS_ADMIN), `vpp` (fd.io VPP over its binary API, see --vpp-api-socket) or
+    /// `dry-run` (records what it would plumb, plumbs nothing). Default: kernel when the
+    /// process has the capabilities, else dry-run.
     #[arg(long, env = "NSM_DATAPLANE")]
     dataplane: Option<String>,
+    /// VPP's binary-API socket (`socksvr { socket-name ... }` in VPP's startup.conf), for
+    /// --dataplane vpp. Default: /run/vpp/api.sock.
+    #[arg(long, env = "NSM_VPP_API_SOCKET")]
+    vpp_api_socket: Option<PathBuf>,
+    /// How VPP makes a KERNEL end: `tap` (VPP creates it in the workload's namespace; needs
+    /// /dev/vhost-net), `af-packet` (a veth pair, VPP attaches to one end; works on every
+    /// kernel; needs CAP_NET_ADMIN and CAP_SYS_ADMIN) or `auto` (tap where vhost-net exists).
+    /// Default: auto.
+    #[arg(long, env = "NSM_VPP_KERNEL_INTERFACE")]
+    vpp_kernel_interface: Option<String>,
+    /// Where VPP's memif sockets go when a MEMIF mechanism names none. Default: /run/vpp/nsm.
+    #[arg(long, env = "NSM_VPP_MEMIF_DIR")]
+    vpp_memif_dir: Option<PathBuf>,
     /// Probe every vWire's datapath this often (ICMP from the client's end); a dead one is
     /// re-plumbed. `off` disables. Default: off.
     #[arg(long, env = "NSM_LIVENESS_INTERVAL")]
@@ -66,6 +80,9 @@ struct ConfigFile {
     db: Option<PathBuf>,
     node: Option<String>,
     dataplane: Option<String>,
+    vpp_api_socket: Option<PathBuf>,
+    vpp_kernel_interface: Option<String>,
+    vpp_memif_dir: Option<PathBuf>,
     liveness_interval: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     liveness_timeout: Option<Duration>,
@@ -94,10 +111,11 @@ mod humantime_serde_opt {
 }
 
 /// Which data plane plumbs the vWires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum DataplaneKind {
     DryRun,
     Kernel,
+    Vpp(nsm_actors::vpp::VppConfig),
 }
 
 /// The node's settings, checked.
@@ -138,7 +156,28 @@ impl ServeArgs {
         }
         let node = self.node.or(file.node).unwrap_or_else(host_name);
         check_node_name(&node)?;
-        let (dataplane, dataplane_defaulted) = choose_dataplane(self.dataplane.or(file.dataplane))?;
+        let (mut dataplane, dataplane_defaulted) =
+            choose_dataplane(self.dataplane.or(file.dataplane))?;
+        let vpp_settings = [
+            self.vpp_api_socket.is_some() || file.vpp_api_socket.is_some(),
+            self.vpp_kernel_interface.is_some() || file.vpp_kernel_interface.is_some(),
+            self.vpp_memif_dir.is_some() || file.vpp_memif_dir.is_some(),
+        ];
+        if let DataplaneKind::Vpp(vpp) = &mut dataplane {
+            if let Some(socket) = self.vpp_api_socket.or(file.vpp_api_socket) {
+                vpp.socket = socket;
+            }
+            if let Some(mode) = self.vpp_kernel_interface.or(file.vpp_kernel_interface) {
+                vpp.kernel_interface = kernel_interface(&mode)?;
+            }
+            if let Some(dir) = self.vpp_memif_dir.or(file.vpp_memif_dir) {
+                vpp.memif_dir = dir;
+            }
+        } else if vpp_settings.contains(&true) {
+            bail!(
+                "--vpp-api-socket, --vpp-kernel-interface and --vpp-memif-dir need --dataplane vpp"
+            );
+        }
         let liveness = liveness(
             self.liveness_interval.or(file.liveness_interval),
             self.liveness_timeout.or(file.liveness_timeout),
@@ -203,13 +242,24 @@ fn choose_dataplane(asked: Option<String>) -> anyhow::Result<(DataplaneKind, Opt
             "--dataplane kernel needs CAP_NET_ADMIN and CAP_SYS_ADMIN; this process lacks {} (run it as root, grant the capabilities, or use --dataplane dry-run)",
             missing.join(" and ")
         ),
-        "vpp" => bail!(
-            "--dataplane vpp: the VPP data plane is not built yet (issue 5); use kernel or dry-run"
-        ),
-        other => bail!(
-            "--dataplane {other:?}: unknown data plane; known: kernel, dry-run (vpp is coming)"
-        ),
+        "vpp" => Ok((
+            DataplaneKind::Vpp(nsm_actors::vpp::VppConfig::new(
+                nsm_vpp::client::Config::DEFAULT_SOCKET,
+            )),
+            None,
+        )),
+        other => bail!("--dataplane {other:?}: unknown data plane; known: kernel, vpp, dry-run"),
     }
+}
+
+fn kernel_interface(text: &str) -> anyhow::Result<nsm_actors::vpp::KernelInterface> {
+    use nsm_actors::vpp::KernelInterface;
+    Ok(match text {
+        "auto" => KernelInterface::Auto,
+        "tap" => KernelInterface::Tap,
+        "af-packet" => KernelInterface::AfPacket,
+        other => bail!("--vpp-kernel-interface {other:?}: one of auto, tap, af-packet"),
+    })
 }
 
 /// The liveness probe's settings: off unless an interval is given.
@@ -285,12 +335,12 @@ mod tests {
         let config = resolve(&["--node", "n1"]).unwrap();
         assert_eq!(config.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
         assert_eq!(config.db, PathBuf::from(DEFAULT_DB));
-        let expected = if nsm_actors::kernel::missing_capabilities().is_empty() {
-            DataplaneKind::Kernel
-        } else {
-            DataplaneKind::DryRun
-        };
-        assert_eq!(config.dataplane, expected);
+        let kernel = nsm_actors::kernel::missing_capabilities().is_empty();
+        match config.dataplane {
+            DataplaneKind::Kernel => assert!(kernel),
+            DataplaneKind::DryRun => assert!(!kernel),
+            other => panic!("default data plane {other:?}"),
+        }
         assert_eq!(config.liveness, None);
         assert_eq!(config.lifetime, Duration::from_secs(600));
         assert_eq!(config.endpoint_lifetime, Duration::from_secs(60));
@@ -315,7 +365,11 @@ mod tests {
     fn bad_values_are_refused_with_the_setting_named() {
         for (args, expected) in [
             (&["--dataplane", "ebpf"][..], "unknown data plane"),
-            (&["--dataplane", "vpp"][..], "issue 5"),
+            (&["--vpp-api-socket", "/x"][..], "need --dataplane vpp"),
+            (
+                &["--dataplane", "vpp", "--vpp-kernel-interface", "veth"][..],
+                "--vpp-kernel-interface",
+            ),
             (&["--liveness-interval", "often"][..], "--liveness-interval"),
             (
                 &["--liveness-interval", "1s", "--liveness-timeout", "0s"][..],
@@ -329,6 +383,33 @@ mod tests {
             let error = format!("{:#}", resolve(args).unwrap_err());
             assert!(error.contains(expected), "{args:?}: {error}");
         }
+    }
+
+    #[test]
+    fn vpp_settings_are_taken_with_dataplane_vpp() {
+        let config = resolve(&[
+            "--dataplane",
+            "vpp",
+            "--vpp-api-socket",
+            "/tmp/vpp.sock",
+            "--vpp-kernel-interface",
+            "af-packet",
+        ])
+        .unwrap();
+        let DataplaneKind::Vpp(vpp) = config.dataplane else {
+            panic!("{:?}", config.dataplane);
+        };
+        assert_eq!(vpp.socket, PathBuf::from("/tmp/vpp.sock"));
+        assert_eq!(
+            vpp.kernel_interface,
+            nsm_actors::vpp::KernelInterface::AfPacket
+        );
+        let default = resolve(&["--dataplane", "vpp"]).unwrap();
+        let DataplaneKind::Vpp(vpp) = default.dataplane else {
+            panic!("{:?}", default.dataplane);
+        };
+        assert_eq!(vpp.socket, PathBuf::from("/run/vpp/api.sock"));
+        assert_eq!(vpp.kernel_interface, nsm_actors::vpp::KernelInterface::Auto);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::future::join_all;
 use nsm_actors::kernel::Kernel;
+use nsm_actors::vpp::Vpp;
 use nsm_actors::{
     Dataplane, DryRun, ForwarderHandle, GrpcNextHop, Journal, ManagerConfig, ManagerHandle, Mesh,
     RegistryConfig, RegistryHandle,
@@ -75,11 +76,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         expired_during_downtime = loaded.expired_during_downtime,
         "registry loaded"
     );
+    let dataplane = dataplane(&config).await?;
+    let lost_state = dataplane.lost_state();
     let mesh = Arc::new(Mesh {
         node: config.node.clone(),
         registry: registry.clone(),
         next_hop: Arc::new(GrpcNextHop::default()),
-        forwarder: ForwarderHandle::start(dataplane(&config).await?),
+        forwarder: ForwarderHandle::start(dataplane),
         request_timeout: config.request_timeout,
         liveness: config.liveness,
     });
@@ -97,12 +100,31 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .reconcile()
         .await
         .context("cannot reconcile the data plane with the log")?;
+    if let Some(lost_state) = lost_state {
+        tokio::spawn(reconcile_when_lost(manager.clone(), lost_state));
+    }
     serve(&config, routes(&config, manager, registry, store).await?).await
+}
+
+/// Reconciles again each time the data plane says it lost what it held (VPP restarted):
+/// what live vWires need is re-created, each repair recorded on its vWire.
+async fn reconcile_when_lost(
+    manager: ManagerHandle,
+    mut lost_state: tokio::sync::watch::Receiver<u64>,
+) {
+    while lost_state.changed().await.is_ok() {
+        match manager.reconcile().await {
+            Ok(report) => tracing::info!(?report, "reconciled after the data plane lost its state"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reconcile after the data plane lost its state")
+            }
+        }
+    }
 }
 
 /// The data plane the configuration names, started.
 async fn dataplane(config: &ServeConfig) -> anyhow::Result<Arc<dyn Dataplane>> {
-    Ok(match config.dataplane {
+    Ok(match &config.dataplane {
         DataplaneKind::DryRun => {
             let why = config
                 .dataplane_defaulted
@@ -113,6 +135,16 @@ async fn dataplane(config: &ServeConfig) -> anyhow::Result<Arc<dyn Dataplane>> {
                 "data plane: dry-run — vWires are recorded but nothing is plumbed"
             );
             Arc::new(DryRun)
+        }
+        DataplaneKind::Vpp(vpp) => {
+            let socket = vpp.socket.clone();
+            let vpp = Vpp::start(&config.node, vpp.clone())
+                .await
+                .with_context(|| {
+                    format!("cannot start the VPP data plane on {}", socket.display())
+                })?;
+            tracing::info!(socket = %socket.display(), kernel_interface = vpp.kernel_interface().as_str(), "data plane: vpp");
+            Arc::new(vpp)
         }
         DataplaneKind::Kernel => {
             let kernel = Kernel::start(&config.node)
