@@ -1,24 +1,32 @@
 //! # A simulated VPP on a UNIX socket, for tests and benchmarks
 //!
-//! [`Simulator`](crate::simulator::Simulator) speaks VPP 26.06's binary API over the socket transport exactly as VPP
-//! does (see `vpp-binary-api.md`): the same framing, the `sockclnt_create` handshake with a
-//! message table whose dynamic ids change with the seed and on every restart, replies
-//! addressed by `client_index` and silently dropped when it is wrong, dumps ended only by
-//! the client's `control_ping`, `sw_interface_event`s after the reply that caused them, and
-//! VPP's retvals for the forwarder's messages (tap, af_packet, memif, vxlan, l2 and l3
-//! cross-connects, flags, tags, addresses, MTU, rx mode). It owns a VPP's state as one
-//! process would (every connection sees the same interfaces) and lets a test inject faults
-//! (failed, slow, lost or cut-off replies, a wrong CRC in the table, a VPP restart, a
-//! listener that refuses connections) and read the state and counters back.
+//! [`Simulator`](crate::simulator::Simulator) speaks VPP 26.06's binary API over the socket
+//! transport as VPP does (see `vpp-binary-api.md`): the same framing; the `sockclnt_create`
+//! handshake (static id 15) whose message table gives memclnt's messages their static ids
+//! and every other message (this crate's, and a few dozen it does not know) an id from 29
+//! up that changes with the seed and on every restart; replies addressed by `client_index`
+//! (silently lost when it names no client); requests handled strictly in order per
+//! connection, so a dump is ended by the client's `control_ping`; `sw_interface_event`s
+//! after the reply that caused them; VPP's retvals for the forwarder's messages (tap,
+//! af_packet, memif, vxlan, l2 and l3 cross-connects, flags, tags, addresses, MTU, rx
+//! mode). Its state is one VPP's: every connection sees the same interfaces.
 //!
-//! What it is not: a data plane. Links come up when an interface is admin up and has
-//! carrier (on by default, see [`set_carrier`](crate::simulator::Simulator::set_carrier)); nothing forwards packets.
+//! Tests inject faults through the handle (failed, slow, lost or cut-off replies, a wrong
+//! CRC in the table, a VPP restart, a listener that refuses connections) and read state
+//! and counters back. It is not a data plane: a link is up when its interface is admin up
+//! and has carrier (on unless a test clears it, see
+//! [`set_carrier`](crate::simulator::Simulator::set_carrier)), and nothing forwards packets.
 //!
-//! Layout: `state` holds the simulated VPP's tables, `table` its message ids, `dispatch`
-//! turns a request into its answer with the handlers in `interface`, `devices` and `memif`, `world`
-//! keeps everything behind one lock and fans events out, `connection` owns the sockets and
-//! `faults` what tests inject and count. No request ever panics the simulator: bad input
-//! is logged with `tracing` and dropped, as VPP drops it.
+//! Where the reference is silent, the retvals are those of VPP's source (each handler's
+//! comment says which). Registration handles are `0x8000_0000 | n` for the n-th
+//! connection since start, never reused, even across restarts, so a closing connection of
+//! an earlier run can never be confused with a new one.
+//!
+//! Layout: `state` holds the simulated VPP's tables, `table` its message ids; `dispatch`
+//! turns a request into its answer with the handlers in `interface`, `devices` and
+//! `memif`; `world` keeps everything behind one lock and fans events out; `connection`
+//! owns the sockets; `faults` is what tests inject and count. No input panics the
+//! simulator: what VPP would drop is logged with `tracing` and dropped.
 
 use std::collections::HashSet;
 use std::fmt;

@@ -329,6 +329,15 @@ async fn tags_mtu_and_addresses() {
     assert_eq!(client.call(&mtu).await.retval, 0);
     assert_eq!(sim.interface(index).unwrap().mtu[0], 9000);
 
+    let rx = SwInterfaceSetRxMode {
+        sw_if_index: index,
+        mode: RxMode::RX_MODE_API_ADAPTIVE,
+        ..Default::default()
+    };
+    assert_eq!(client.call(&rx).await.retval, 0);
+    let mode = sim.interface(index).unwrap().rx_mode;
+    assert_eq!(mode, Some(RxMode::RX_MODE_API_ADAPTIVE));
+
     let address = |sw_if_index, is_add| SwInterfaceAddDelAddress {
         sw_if_index,
         is_add,

@@ -114,6 +114,36 @@ async fn wrong_client_index_unknown_id_and_short_message_get_no_reply_and_the_so
 }
 
 #[tokio::test]
+async fn a_reply_goes_to_the_client_its_client_index_names() {
+    let sim = start();
+    let mut asker = Raw::connect(&sim).await;
+    let mut named = Raw::connect(&sim).await;
+    let bytes = asker.frame_as(&ControlPing {}, named.handle, 9);
+    asker.write(&bytes).await;
+    let (header, _) = named.recv_as::<ControlPingReply>().await;
+    assert_eq!(header.context, 9);
+    assert!(asker.quiet().await);
+}
+
+#[tokio::test]
+async fn every_message_cut_short_or_garbled_is_dropped_without_harm() {
+    let sim = start();
+    let mut client = Raw::connect(&sim).await;
+    let mut garbage = frame::header(0).to_vec();
+    garbage.extend(frame::framed(&[0x01]));
+    for id in client.table.values() {
+        garbage.extend(frame::framed(
+            &[&id.to_be_bytes()[..], &[0x80, 0, 0]].concat(),
+        ));
+    }
+    client.write(&garbage).await;
+    assert!(client.quiet().await);
+    client.call(&ControlPing {}).await;
+    let stats = sim.stats();
+    assert_eq!(stats.silent_drops as usize, client.table.len() + 2);
+}
+
+#[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
     let sim = start();
     let mut client = Raw::connect(&sim).await;
