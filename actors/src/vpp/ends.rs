@@ -56,7 +56,7 @@ pub(crate) enum EndKind {
     AfPacket {
         host_name: String,
         mechanism: Mechanism,
-        context: ConnectionContext,
+        context: Box<ConnectionContext>,
     },
     Memif {
         socket_file: String,
@@ -172,7 +172,7 @@ fn kernel_end(
         return Ok(EndKind::AfPacket {
             host_name: host_veth_name(vwire, end),
             mechanism: mechanism.clone(),
-            context: context.clone(),
+            context: Box::new(context.clone()),
         });
     }
     let url = mechanism.parameters.get(NETNS_PARAMETER).ok_or_else(|| {
