@@ -112,6 +112,13 @@ pub enum DataplaneError {
     /// The node lacks a capability the data plane needs; the operator must grant it.
     #[error("{0}")]
     NotPermitted(String),
+    /// The data plane cannot be reached now (VPP is restarting, its API socket is away);
+    /// nothing was done. Retry later.
+    #[error("the {dataplane} data plane is unavailable: {reason}")]
+    Unavailable {
+        dataplane: &'static str,
+        reason: String,
+    },
     /// Plumbing failed on the host; nothing of it is left behind.
     #[error("the {dataplane} data plane failed: {reason}")]
     Failed {

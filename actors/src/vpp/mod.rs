@@ -170,6 +170,12 @@ pub(crate) fn vpp_error(error: VppError) -> DataplaneError {
         {
             DataplaneError::Conflict(error.to_string())
         }
+        VppError::Closed { .. } | VppError::Timeout { .. } | VppError::Connect { .. } => {
+            DataplaneError::Unavailable {
+                dataplane: Vpp::NAME,
+                reason: error.to_string(),
+            }
+        }
         _ => DataplaneError::Failed {
             dataplane: Vpp::NAME,
             reason: error.to_string(),
@@ -246,7 +252,7 @@ impl Inner {
     fn client(&self) -> Result<Client, DataplaneError> {
         self.connection
             .client()
-            .map_err(|reason| DataplaneError::Failed {
+            .map_err(|reason| DataplaneError::Unavailable {
                 dataplane: Vpp::NAME,
                 reason,
             })

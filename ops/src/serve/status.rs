@@ -33,6 +33,7 @@ pub(crate) fn status(error: ActorError) -> Status {
             Status::failed_precondition(message)
         }
         ActorError::Dataplane(DataplaneError::Failed { .. }) => Status::internal(message),
+        ActorError::Dataplane(DataplaneError::Unavailable { .. }) => Status::unavailable(message),
         ActorError::NoMesh => Status::failed_precondition(message),
         ActorError::Fold(_) | ActorError::Replay(_) => Status::internal(message),
     }
