@@ -126,6 +126,32 @@ fn bench_request_sets_up_vwires_over_grpc_and_reports_them_against_the_floor() {
     assert!((ratio - report["ratio_p50"].as_f64().unwrap()).abs() < 0.01);
 }
 
+#[test]
+fn bench_vpp_programs_cross_connects_into_the_simulator_and_names_a_socket_it_cannot_reach() {
+    let report = json(&nsm(&[
+        "bench",
+        "vpp",
+        "--json",
+        "--xconnects",
+        "200",
+        "--rounds",
+        "1",
+    ]));
+    for field in ["xconnects_per_s", "control_ping_us", "in_flight"] {
+        let value = report[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} missing: {report}"));
+        assert!(value > 0.0, "{field} = {value}");
+    }
+    assert_eq!(report["in_flight"], 16);
+    assert_eq!(report["xconnects"], 200);
+    assert_eq!(report["target"], "simulator");
+    let socket = "/nonexistent/nsm-bench/api.sock";
+    let output = nsm(&["bench", "vpp", "--vpp-api-socket", socket]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains(socket));
+}
+
 /// The bench's namespaces under `/run/netns`.
 fn bench_namespaces() -> std::collections::BTreeSet<String> {
     std::fs::read_dir("/run/netns")

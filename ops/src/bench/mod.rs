@@ -6,6 +6,7 @@ mod dataplane;
 mod fold;
 mod request;
 mod store;
+mod vpp;
 mod workload;
 
 use clap::Subcommand;
@@ -26,6 +27,11 @@ pub(crate) enum Bench {
     /// vWire of the kernel data plane against a bare veth pair, and how fast vWires are
     /// plumbed and unplumbed. Needs root.
     Dataplane(dataplane::DataplaneArgs),
+    /// How fast VPP is programmed over its binary API: cross-connects (two memifs, L2
+    /// cross-connected both ways, admin up) per second with N in flight on one connection,
+    /// against one bare control_ping round trip. The in-process simulated VPP unless
+    /// --vpp-api-socket names a real one.
+    Vpp(vpp::VppArgs),
 }
 
 pub(crate) async fn run(which: Bench) -> anyhow::Result<()> {
@@ -35,6 +41,7 @@ pub(crate) async fn run(which: Bench) -> anyhow::Result<()> {
         Bench::Actors(args) => actors::run(args).await,
         Bench::Request(args) => request::run(args).await,
         Bench::Dataplane(args) => dataplane::run(args).await,
+        Bench::Vpp(args) => vpp::run(args).await,
     }
 }
 
