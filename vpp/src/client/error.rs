@@ -20,10 +20,10 @@ pub struct CrcMismatch {
 pub enum Error {
     /// The API socket cannot be reached: is VPP running, is `socksvr { socket-name }` this
     /// path, may this process open it?
-    #[error("cannot connect to VPP's API socket {path}: {source}")]
+    #[error("cannot connect to VPP's API socket {path}: {cause}")]
     Connect {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// VPP refused the session or answered the handshake with something else.
     #[error("VPP refused the API session: {0}")]
@@ -66,15 +66,15 @@ pub enum Error {
         got_name: String,
     },
     /// A value this crate cannot put on the wire.
-    #[error("cannot encode {message}: {source}")]
+    #[error("cannot encode {message}: {cause}")]
     Encode {
         message: &'static str,
-        source: EncodeError,
+        cause: EncodeError,
     },
     /// VPP's reply does not decode as the message it should be.
-    #[error("cannot decode VPP's {message}: {source}")]
+    #[error("cannot decode VPP's {message}: {cause}")]
     Decode {
         message: &'static str,
-        source: DecodeError,
+        cause: DecodeError,
     },
 }

@@ -37,7 +37,7 @@ impl<E: Event> EventStream<E> {
                         .map(|(_, event)| event)
                         .map_err(|source| Error::Decode {
                             message: E::NAME,
-                            source,
+                            cause: source,
                         });
                     return Some(decoded);
                 }

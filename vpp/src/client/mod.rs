@@ -109,7 +109,7 @@ impl Client {
             })?
             .map_err(|source| Error::Connect {
                 path: config.socket.clone(),
-                source,
+                cause: source,
             })?;
         let (mut read_half, mut write_half) = stream.into_split();
         let reply = tokio::time::timeout(
@@ -206,7 +206,7 @@ impl Client {
         let bytes = answer.into_iter().next().unwrap_or_default();
         let (_, reply) = message::decode::<R::Reply>(&bytes).map_err(|source| Error::Decode {
             message: R::Reply::NAME,
-            source,
+            cause: source,
         })?;
         Ok(reply)
     }
@@ -238,7 +238,7 @@ impl Client {
                     .map(|(_, details)| details)
                     .map_err(|source| Error::Decode {
                         message: D::Details::NAME,
-                        source,
+                        cause: source,
                     })
             })
             .collect()
@@ -325,7 +325,7 @@ impl Client {
         };
         message::encode(message, header).map_err(|source| Error::Encode {
             message: M::NAME,
-            source,
+            cause: source,
         })
     }
 
@@ -399,7 +399,7 @@ async fn handshake(
     let request =
         message::encode(&SockclntCreate { name }, header).map_err(|source| Error::Encode {
             message: SockclntCreate::NAME,
-            source,
+            cause: source,
         })?;
     frame::write_frame(write_half, &request)
         .await
@@ -415,7 +415,7 @@ async fn handshake(
         let (header, reply) =
             message::decode::<SockclntCreateReply>(&bytes).map_err(|source| Error::Decode {
                 message: SockclntCreateReply::NAME,
-                source,
+                cause: source,
             })?;
         if header.context != CONTEXT {
             continue;
