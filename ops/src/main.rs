@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod endpoint;
+mod inspect;
 mod listen;
 mod logging;
 mod output;
@@ -16,7 +17,7 @@ mod signals;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// mimalloc instead of glibc's malloc: folding the log allocates many small strings and a
 /// few large buffers, a pattern on which glibc spent a quarter of the fold's time.
@@ -47,6 +48,29 @@ enum Command {
     Endpoint(endpoint::EndpointArgs),
     /// Request a vWire as a client (like NSM's cmd-nsc), keep it refreshed, close it on exit.
     Request(request::RequestArgs),
+    /// The event log, filtered (by vWire, service, client, endpoint, kind, time, trace id);
+    /// --follow streams new events as they are written.
+    Events(inspect::events::EventsArgs),
+    /// Every vWire and its state, now or as it was at a moment (--at TIME, --position P).
+    Vwires(inspect::vwires::VWiresArgs),
+    /// One vWire's whole story: each event, the gap since the one before, what changed.
+    Show(inspect::show::ShowArgs),
+    /// Re-make the runtime's decisions over the recorded events without side effects
+    /// (--simulate) and report every one that differs from the log.
+    Replay(inspect::replay::ReplayArgs),
+    /// Check the log: positions, stream versions, event ids, schema versions, projections.
+    Verify(inspect::verify::VerifyArgs),
+    /// Write an incident bundle: events (optionally one vWire or a time window) and metadata.
+    Export(inspect::bundle::ExportArgs),
+    /// Load an incident bundle into a new, empty log, to inspect it like the node's own.
+    Import(inspect::bundle::ImportArgs),
+    /// Draw vWire lifecycles over time as a self-contained HTML page or SVG image.
+    Timeline(inspect::timeline_cmd::TimelineArgs),
+    /// Print a shell completion script (e.g. `nsm completions bash > /etc/bash_completion.d/nsm`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Command {
@@ -55,7 +79,7 @@ impl Command {
     fn default_log(&self) -> &'static str {
         match self {
             Command::Serve(_) | Command::Endpoint(_) | Command::Request(_) => "info",
-            Command::Bench(_) | Command::Demo(_) => "warn",
+            _ => "warn",
         }
     }
 }
@@ -75,6 +99,18 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Endpoint(args) => endpoint::run(args).await,
             Command::Request(args) => request::run(args).await,
+            Command::Events(args) => inspect::events::run(args).await,
+            Command::Vwires(args) => inspect::vwires::run(args).await,
+            Command::Show(args) => inspect::show::run(args).await,
+            Command::Replay(args) => inspect::replay::run(args).await,
+            Command::Verify(args) => inspect::verify::run(args).await,
+            Command::Export(args) => inspect::bundle::export(args).await,
+            Command::Import(args) => inspect::bundle::import(args).await,
+            Command::Timeline(args) => inspect::timeline_cmd::run(args).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "nsm", &mut std::io::stdout());
+                Ok(())
+            }
         }
     });
     match outcome {

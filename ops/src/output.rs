@@ -26,3 +26,21 @@ pub(crate) fn print_report<T: Serialize>(report: &T, json: bool) -> anyhow::Resu
     }
     Ok(())
 }
+
+/// Prints `value` as one line of JSON (a stream of them is JSON lines); a closed pipe is
+/// not an error.
+pub(crate) fn print_json_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let line = serde_json::to_string(value)?;
+    match writeln!(out, "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// A line for the person at the terminal, on stderr (so stdout stays the table or JSON).
+pub(crate) fn note(text: &str) {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("{text}");
+    }
+}

@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use tonic::service::Routes;
 
 use crate::listen::Listener;
-pub(crate) use config::ServeArgs;
+pub(crate) use config::{DEFAULT_DB, ServeArgs};
 use config::{DataplaneKind, ServeConfig};
 
 /// How long in-flight calls get to finish after SIGINT/SIGTERM (monitor and watch streams

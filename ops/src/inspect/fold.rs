@@ -1,0 +1,74 @@
+//! Time travel: every vWire's state as it was at a position of the log, folded with the
+//! runtime's own `VWire::evolve` from the events up to that position (never from the
+//! `live_vwires` projection, which only knows "now").
+
+use std::collections::HashMap;
+
+use nsm_events::store::{Position, RecordedEvent};
+use nsm_events::vwire::{VWIRE_STREAM_PREFIX, VWire, VWireEvent, VWireId};
+
+use super::log::LogFile;
+use super::progress::Progress;
+use super::scan::scan;
+
+/// The vWires as they were at `position`.
+#[derive(Debug, Default)]
+pub(crate) struct Folded {
+    pub(crate) vwires: HashMap<VWireId, VWire>,
+    /// Events that could not be decoded or folded, with the reason; `nsm verify` says more.
+    pub(crate) problems: Vec<String>,
+    pub(crate) events: u64,
+}
+
+/// A decoded event of a vWire stream, or nothing for the other streams.
+type Decoded = Option<(Position, VWireId, Result<VWireEvent, String>)>;
+
+fn decode(event: RecordedEvent) -> Decoded {
+    if !event.stream.as_str().starts_with(VWIRE_STREAM_PREFIX) {
+        return None;
+    }
+    let id = VWireId::from_stream(&event.stream)?;
+    Some((
+        event.position,
+        id,
+        VWireEvent::decode(&event).map_err(|e| e.to_string()),
+    ))
+}
+
+/// Folds every vWire stream up to `position` (inclusive).
+pub(crate) fn state_at(log: &LogFile, position: Position) -> anyhow::Result<Folded> {
+    let first = log.first()?;
+    let total = position.0.saturating_sub(first.0.saturating_sub(1));
+    let progress = if total > 200_000 {
+        Progress::new(total, "events")
+    } else {
+        Progress::hidden()
+    };
+    let mut folded = Folded::default();
+    scan(log, Position::START, position, &progress, decode, |decoded| {
+        folded.events += 1;
+        let Some((position, id, event)) = decoded else {
+            return Ok(());
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                folded.problems.push(format!("position {position}: {e}"));
+                return Ok(());
+            }
+        };
+        // apply() checks before it changes anything, so a refused event leaves the state
+        // as it was.
+        let folded_into = match folded.vwires.get_mut(&id) {
+            Some(state) => state.apply(&event),
+            None => VWire::evolve(None, id, &event).map(|state| {
+                folded.vwires.insert(id, state);
+            }),
+        };
+        if let Err(e) = folded_into {
+            folded.problems.push(format!("position {position}: {e}"));
+        }
+        Ok(())
+    })?;
+    Ok(folded)
+}

@@ -1,0 +1,77 @@
+//! Reading a range of the log fast: the rows are read and decoded on every core, each thread
+//! with its own connection and its own chunks, and handed back in position order to one
+//! consumer that folds them. Decoding JSON is most of the cost of reading a log; the fold
+//! itself is cheap and must see events in order.
+
+use std::sync::mpsc;
+
+use anyhow::Context;
+use nsm_events::store::{Position, RecordedEvent};
+
+use super::log::{CHUNK, LogFile};
+use super::progress::Progress;
+
+/// Reads every event after `after` up to `until`, maps each with `decode` on several
+/// threads, and gives the results to `consume` in position order.
+pub(crate) fn scan<T, D, C>(
+    log: &LogFile,
+    after: Position,
+    until: Position,
+    progress: &Progress,
+    decode: D,
+    mut consume: C,
+) -> anyhow::Result<()>
+where
+    T: Send,
+    D: Fn(RecordedEvent) -> T + Sync,
+    C: FnMut(T) -> anyhow::Result<()>,
+{
+    if until <= after {
+        return Ok(());
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8) as u64;
+    let chunk = CHUNK as u64;
+    let chunks = (until.0 - after.0).div_ceil(chunk);
+    let connections = (0..workers.min(chunks))
+        .map(|_| log.reopen())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let workers = connections.len() as u64;
+    std::thread::scope(|scope| {
+        let decode = &decode;
+        let mut outputs = Vec::new();
+        for (worker, connection) in connections.into_iter().enumerate() {
+            // Two chunks ahead per worker: enough to keep every core busy, little memory.
+            let (send, receive) = mpsc::sync_channel::<anyhow::Result<Vec<T>>>(2);
+            outputs.push(receive);
+            scope.spawn(move || {
+                let mut index = worker as u64;
+                while index < chunks {
+                    let from = Position(after.0 + index * chunk);
+                    let to = Position((from.0 + chunk).min(until.0));
+                    let decoded = connection
+                        .read_range(from, to, usize::MAX)
+                        .map(|events| events.into_iter().map(decode).collect());
+                    let failed = decoded.is_err();
+                    if send.send(decoded).is_err() || failed {
+                        return;
+                    }
+                    index += workers;
+                }
+            });
+        }
+        for index in 0..chunks {
+            let output = &outputs[(index % workers) as usize];
+            let decoded = output
+                .recv()
+                .context("a reading thread stopped")??;
+            let count = decoded.len() as u64;
+            for item in decoded {
+                consume(item)?;
+            }
+            progress.advance(count);
+        }
+        // Dropping the receivers ends any worker still reading ahead.
+        drop(outputs);
+        Ok(())
+    })
+}
