@@ -20,6 +20,7 @@ use tokio::sync::RwLock;
 
 use crate::dataplane::{Dataplane, DataplaneError, DataplaneObject, End, Liveness, PlumbRequest};
 use crate::error::ActorError;
+use crate::stats::DataplaneStats;
 
 /// Calls queued for the forwarder before callers wait: one per vWire being set up.
 const MAILBOX_CAPACITY: usize = 4096;
@@ -136,6 +137,7 @@ pub struct ForwarderHandle {
     addr: Addr<Forwarder>,
     /// For what needs no message: the data plane's name and mechanism choices.
     dataplane: Arc<dyn Dataplane>,
+    stats: Arc<DataplaneStats>,
 }
 
 impl ForwarderHandle {
@@ -148,7 +150,18 @@ impl ForwarderHandle {
         Self {
             addr: forwarder.start(),
             dataplane,
+            stats: Arc::default(),
         }
+    }
+
+    /// What this data plane has done since it started (for the node's metrics).
+    pub fn stats(&self) -> Arc<DataplaneStats> {
+        self.stats.clone()
+    }
+
+    /// A live vWire's data plane was re-created (a repair).
+    pub(crate) fn record_healed(&self) {
+        self.stats.healed();
     }
 
     /// The data plane's name (`dry-run`, `kernel`, `vpp`).
@@ -175,10 +188,13 @@ impl ForwarderHandle {
     }
 
     pub async fn plumb(&self, request: PlumbRequest) -> Result<DataplaneWork, ActorError> {
-        match self.run(Operation::Plumb(request)).await? {
-            Outcome::Work(work) => Ok(work),
-            _ => Err(ActorError::Stopped),
-        }
+        let done = match self.run(Operation::Plumb(request)).await {
+            Ok(Outcome::Work(work)) => Ok(work),
+            Ok(_) => Err(ActorError::Stopped),
+            Err(e) => Err(e),
+        };
+        self.stats.plumbed(done.is_ok());
+        done
     }
 
     pub async fn unplumb(
@@ -187,10 +203,13 @@ impl ForwarderHandle {
         plumbing: &Plumbing,
     ) -> Result<DataplaneWork, ActorError> {
         let operation = Operation::Unplumb(vwire, Box::new(plumbing.clone()));
-        match self.run(operation).await? {
-            Outcome::Work(work) => Ok(work),
-            _ => Err(ActorError::Stopped),
-        }
+        let done = match self.run(operation).await {
+            Ok(Outcome::Work(work)) => Ok(work),
+            Ok(_) => Err(ActorError::Stopped),
+            Err(e) => Err(e),
+        };
+        self.stats.unplumbed(done.is_ok());
+        done
     }
 
     /// What is missing or wrong with a plumbed vWire; empty when whole.
@@ -215,6 +234,8 @@ impl ForwarderHandle {
     /// Removes every object of the data plane whose vWire is not in `owned`, with nothing
     /// else running on the data plane meanwhile.
     pub async fn sweep(&self, owned: HashSet<VWireId>) -> Result<Sweep, ActorError> {
-        Ok(self.addr.send(SweepOrphans { owned }).await??)
+        let sweep = self.addr.send(SweepOrphans { owned }).await??;
+        self.stats.orphans_removed(sweep.removed.len());
+        Ok(sweep)
     }
 }

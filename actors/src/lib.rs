@@ -29,6 +29,7 @@ mod next_hop;
 mod reconcile;
 mod registry;
 pub mod runtime;
+pub mod stats;
 pub mod vpp;
 mod vwire;
 

@@ -27,7 +27,8 @@ use tokio::time::Instant;
 use crate::error::ActorError;
 use crate::journal::Journal;
 use crate::mesh::{ConnectRequest, Mesh};
-use crate::vwire::{Boot, StopCause, VWireActor, VWireHandle, VWireStopped};
+use crate::stats::VWireGauge;
+use crate::vwire::{Boot, NodeShared, StopCause, VWireActor, VWireHandle, VWireStopped};
 
 /// Messages (stopped actors, replay) the Manager may have queued.
 const MAILBOX_CAPACITY: usize = 4096;
@@ -76,6 +77,7 @@ pub(crate) struct Directory {
     mesh: Option<Arc<Mesh>>,
     manager: Recipient<VWireStopped>,
     started_at: DateTime<Utc>,
+    gauge: Arc<VWireGauge>,
 }
 
 impl Directory {
@@ -103,16 +105,17 @@ impl Directory {
     }
 
     fn start(&self, id: VWireId, boot: Boot) -> Addr<VWireActor> {
-        let journal = self.journal.clone();
-        let clock = self.clock.clone();
-        let mesh = self.mesh.clone();
-        let manager = self.manager.clone();
-        let started_at = self.started_at;
+        let node = NodeShared {
+            journal: self.journal.clone(),
+            clock: self.clock.clone(),
+            mesh: self.mesh.clone(),
+            manager: self.manager.clone(),
+            started_at: self.started_at,
+            gauge: self.gauge.clone(),
+        };
         let turn = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
         let arbiter = &self.arbiters[turn % self.arbiters.len()];
-        VWireActor::start_in_arbiter(arbiter, move |_| {
-            VWireActor::new(id, boot, journal, clock, mesh, manager, started_at)
-        })
+        VWireActor::start_in_arbiter(arbiter, move |_| VWireActor::new(id, boot, node))
     }
 }
 
@@ -259,6 +262,7 @@ impl ManagerHandle {
                 mesh: config.mesh,
                 manager: ctx.address().recipient(),
                 started_at,
+                gauge: Arc::default(),
             });
             shared = Some(directory.clone());
             Manager {
@@ -383,6 +387,12 @@ impl ManagerHandle {
     pub(crate) fn now(&self) -> DateTime<Utc> {
         use chrono::SubsecRound;
         self.directory.clock.now().trunc_subsecs(6)
+    }
+
+    /// The node's live vWires by status, as its actors count themselves (see
+    /// [`crate::stats`]); cheap to read at any time.
+    pub fn vwire_gauge(&self) -> Arc<VWireGauge> {
+        self.directory.gauge.clone()
     }
 
     /// Ids of the vWires that have a running actor, sorted.

@@ -32,6 +32,7 @@ use crate::error::ActorError;
 use crate::flow::{Flow, Reconciliation, Recorder};
 use crate::journal::Journal;
 use crate::mesh::{ConnectRequest, Mesh};
+use crate::stats::VWireGauge;
 
 /// Messages a vWire may have queued before callers wait (back-pressure).
 const MAILBOX_CAPACITY: usize = 64;
@@ -128,31 +129,50 @@ pub(crate) struct VWireActor {
     probe_timer: Option<SpawnHandle>,
     /// Heals in a row without a probe answered since; the next probe backs off by it.
     heals_in_a_row: u32,
+    /// The node's live vWires by status, and the status this actor is counted under.
+    gauge: Arc<VWireGauge>,
+    counted: Option<Status>,
+}
+
+/// What every VWire actor of a node is given when it starts.
+pub(crate) struct NodeShared {
+    pub(crate) journal: Journal,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) mesh: Option<Arc<Mesh>>,
+    pub(crate) manager: Recipient<VWireStopped>,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) gauge: Arc<VWireGauge>,
 }
 
 impl VWireActor {
-    pub(crate) fn new(
-        id: VWireId,
-        boot: Boot,
-        journal: Journal,
-        clock: Arc<dyn Clock>,
-        mesh: Option<Arc<Mesh>>,
-        manager: Recipient<VWireStopped>,
-        node_started_at: DateTime<Utc>,
-    ) -> Self {
+    pub(crate) fn new(id: VWireId, boot: Boot, node: NodeShared) -> Self {
         Self {
             id,
             state: None,
             boot: Some(boot),
-            journal,
-            clock,
-            mesh,
-            manager,
-            node_started_at,
+            journal: node.journal,
+            clock: node.clock,
+            mesh: node.mesh,
+            manager: node.manager,
+            node_started_at: node.started_at,
             timer: None,
             probe_timer: None,
             heals_in_a_row: 0,
+            gauge: node.gauge,
+            counted: None,
         }
+    }
+
+    /// Sets the state, and counts the actor under its new status if it is live: every
+    /// assignment of `state` goes through here, so the gauge follows it.
+    fn set_state(&mut self, state: Option<VWire>) {
+        let status = state
+            .as_ref()
+            .map(|s| s.status)
+            .filter(|s| !s.is_terminal());
+        self.gauge.moved(self.counted, status);
+        self.counted = status;
+        self.state = state;
     }
 
     fn flow(&self, causation: Causation) -> Flow {
@@ -210,7 +230,7 @@ impl VWireActor {
             });
         }
         let changed = reached != self.state;
-        self.state = reached;
+        self.set_state(reached);
         if changed {
             self.after_change(ctx);
         }
@@ -429,7 +449,7 @@ impl Actor for VWireActor {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         match self.boot.take() {
             Some(Boot::Known(state)) => {
-                self.state = Some(*state);
+                self.set_state(Some(*state));
                 self.resume(ctx);
             }
             Some(Boot::New) => {}
@@ -440,7 +460,7 @@ impl Actor for VWireActor {
                 ctx.wait(async move { journal.load(id).await }.into_actor(self).map(
                     |loaded, act, ctx| match loaded {
                         Ok(state) => {
-                            act.state = state;
+                            act.set_state(state);
                             act.resume(ctx);
                         }
                         Err(e) => {
@@ -451,6 +471,10 @@ impl Actor for VWireActor {
                 ));
             }
         }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.gauge.moved(self.counted.take(), None);
     }
 }
 

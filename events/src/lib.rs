@@ -8,6 +8,7 @@
 //!   `Failed`, `Healed`), the state fold and the pure `decide` function the actors run.
 //! * [`store`]: the event store contract ([`store::EventStore`]) and its implementations:
 //!   [`store::SqliteStore`] (durable) and [`store::MemoryStore`] (tests).
+//! * [`replay`]: `nsm replay --simulate`, re-making each recorded decision to find divergences.
 //!
 //! It knows nothing of actors, gRPC or data planes.
 //!
@@ -36,6 +37,7 @@ pub mod dataplane;
 mod error;
 pub mod projection;
 pub mod registry;
+pub mod replay;
 pub mod store;
 pub mod upcast;
 pub mod vwire;

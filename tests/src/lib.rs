@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod browser;
 pub mod fake_endpoint;
+pub mod fixture;
 pub mod kernel;
 pub mod mesh;
 pub mod netns;

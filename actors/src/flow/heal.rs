@@ -139,6 +139,7 @@ impl Flow {
                     repairs: repairs.clone(),
                 });
                 self.recorder.run(state, &commands, &self.causation).await?;
+                mesh.forwarder.record_healed();
                 tracing::info!(vwire = %current.id, repairs = ?repairs, "vWire healed");
                 Ok(Reconciliation::Healed { repairs })
             }

@@ -4,6 +4,7 @@
 mod actors;
 mod dataplane;
 mod fold;
+mod ops;
 mod request;
 mod store;
 mod vpp;
@@ -32,6 +33,9 @@ pub(crate) enum Bench {
     /// against one bare control_ping round trip. The in-process simulated VPP unless
     /// --vpp-api-socket names a real one.
     Vpp(vpp::VppArgs),
+    /// How long the operator commands take on a big log (1,000,000 events over 100,000
+    /// vWires): vwires --at a moment in the middle, show, events --vwire, verify.
+    Ops(ops::OpsArgs),
 }
 
 pub(crate) async fn run(which: Bench) -> anyhow::Result<()> {
@@ -42,6 +46,7 @@ pub(crate) async fn run(which: Bench) -> anyhow::Result<()> {
         Bench::Request(args) => request::run(args).await,
         Bench::Dataplane(args) => dataplane::run(args).await,
         Bench::Vpp(args) => vpp::run(args).await,
+        Bench::Ops(args) => ops::run(args).await,
     }
 }
 

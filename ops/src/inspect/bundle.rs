@@ -37,7 +37,7 @@
 //! in `log_meta` and sets the AUTOINCREMENT sequence to the last position, so a node can
 //! append after it. Any failure rolls the transaction back and removes a file it created.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -55,8 +55,7 @@ use nsm_events::registry::{ENDPOINT_STREAM_PREFIX, SERVICE_STREAM_PREFIX};
 use nsm_events::store::sqlite::known_schema_version;
 use nsm_events::store::{
     AppendRequest, Appended, EventStore, EventStream, LiveRow, OpenOptions, Position,
-    RecordedEvent, RegistrationRow, SqliteStore, StreamId, format_timestamp,
-    parse_timestamp,
+    RecordedEvent, RegistrationRow, SqliteStore, StreamId, format_timestamp, parse_timestamp,
 };
 use nsm_events::vwire::VWIRE_STREAM_PREFIX;
 use rusqlite::{Connection, OpenFlags, Row, params};
@@ -190,7 +189,10 @@ impl RawEvent {
             return Err(format!("event_id {:?} is not 36 characters", self.event_id));
         }
         if !(1..=255).contains(&self.stream.chars().count()) {
-            return Err(format!("stream {:?} is not 1 to 255 characters", self.stream));
+            return Err(format!(
+                "stream {:?} is not 1 to 255 characters",
+                self.stream
+            ));
         }
         if self.version < 1 || self.schema_version < 1 {
             return Err("version and schema_version must be ≥ 1".into());
@@ -249,7 +251,10 @@ async fn write_export(args: &ExportArgs) -> anyhow::Result<ExportReport> {
     let log = LogFile::open(&args.log.db).await?;
     let plan = plan(&log, args)?;
     if plan.events == 0 {
-        bail!("nothing to export: no event of {} matches", args.log.db.display());
+        bail!(
+            "nothing to export: no event of {} matches",
+            args.log.db.display()
+        );
     }
     let source_events: i64 = log.connection().query_row(
         "SELECT count(*) FROM events WHERE position <= ?1",
@@ -353,7 +358,11 @@ fn streams_of_window(
            FROM events WHERE position <= ?1 GROUP BY stream",
     )?;
     let rows = open.query_map(params![after.0 as i64], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(3)?))
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(3)?,
+        ))
     })?;
     for row in rows {
         let (stream, last_type, ended) = row?;
@@ -497,7 +506,10 @@ fn write_bundle(log: &LogFile, plan: &Plan, meta: &Meta, tmp: &Path) -> anyhow::
         Ok(())
     })?;
     if written != plan.events {
-        bail!("the log changed under the export: counted {} events, read {written}", plan.events);
+        bail!(
+            "the log changed under the export: counted {} events, read {written}",
+            plan.events
+        );
     }
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -550,11 +562,12 @@ impl BundleReader {
         if !self.next_line()? {
             return Err(self.error("the file is empty"));
         }
-        let header: Header<Map<String, Value>> = serde_json::from_str(self.text()).map_err(|e| {
-            self.error(&format!(
-                "not an nsm bundle header ({{\"nsm_bundle\": 1, \"meta\": {{...}}}}): {e}"
-            ))
-        })?;
+        let header: Header<Map<String, Value>> =
+            serde_json::from_str(self.text()).map_err(|e| {
+                self.error(&format!(
+                    "not an nsm bundle header ({{\"nsm_bundle\": 1, \"meta\": {{...}}}}): {e}"
+                ))
+            })?;
         if header.nsm_bundle != BUNDLE_FORMAT {
             let format = header.nsm_bundle;
             return Err(self.error(&format!(
@@ -599,7 +612,10 @@ fn check_bundle(path: &Path) -> anyhow::Result<Checked> {
     let (mut events, mut last) = (0u64, 0i64);
     while let Some(event) = reader.next_event()? {
         if event.position <= last {
-            let problem = format!("position {} does not follow position {last}", event.position);
+            let problem = format!(
+                "position {} does not follow position {last}",
+                event.position
+            );
             return Err(reader.error(&problem));
         }
         last = event.position;
@@ -627,6 +643,8 @@ struct ImportReport {
     live_vwires: usize,
     live_registry: usize,
     whole: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 /// `nsm import`: loads a bundle into a new event log.
@@ -710,14 +728,23 @@ fn remove_log(path: &Path) {
 async fn load(bundle: &Path, checked: &Checked, target: &Target) -> anyhow::Result<ImportReport> {
     let importing = Importing::open(&target.path)?;
     importing.conn().execute_batch("BEGIN IMMEDIATE")?;
+    let mut warnings = Vec::new();
     let loaded = async {
         insert_events(&importing.conn(), bundle, checked)?;
+        // A bundle of a damaged log is still worth loading, faithfully: a projection the
+        // events do not fold into is left empty, and said so (`nsm verify` says more).
         let vwires = nsm_events::vwire::projection::rebuild(&importing)
             .await
-            .context("cannot rebuild live_vwires from the bundle's events")?;
+            .unwrap_or_else(|e| {
+                warnings.push(not_rebuilt("live_vwires", &e));
+                BTreeMap::new()
+            });
         let registry = nsm_events::registry::projection::rebuild(&importing)
             .await
-            .context("cannot rebuild live_registry from the bundle's events")?;
+            .unwrap_or_else(|e| {
+                warnings.push(not_rebuilt("live_registry", &e));
+                BTreeMap::new()
+            });
         let conn = importing.conn();
         write_projections(&conn, vwires.values(), registry.values())?;
         write_meta(&conn, bundle, &checked.meta)?;
@@ -742,8 +769,18 @@ async fn load(bundle: &Path, checked: &Checked, target: &Target) -> anyhow::Resu
         last_position: checked.last,
         live_vwires,
         live_registry,
-        whole: checked.meta.get("whole").and_then(Value::as_bool).unwrap_or(false),
+        whole: checked
+            .meta
+            .get("whole")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        warnings,
     })
+}
+
+fn not_rebuilt(table: &str, error: &dyn std::fmt::Display) -> String {
+    tracing::warn!(table, %error, "the imported events do not fold; the projection is left empty");
+    format!("{table} left empty: the events do not fold ({error})")
 }
 
 fn insert_events(conn: &Connection, bundle: &Path, checked: &Checked) -> anyhow::Result<()> {
@@ -867,10 +904,16 @@ impl Importing {
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn read(&self, sql: &str, bind: impl rusqlite::Params) -> Result<Vec<RecordedEvent>, StoreError> {
+    fn read(
+        &self,
+        sql: &str,
+        bind: impl rusqlite::Params,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let conn = self.conn();
         let mut statement = conn.prepare_cached(sql)?;
         let rows = statement.query_map(bind, RawEvent::from_row)?;
@@ -936,11 +979,11 @@ impl EventStore for Importing {
     }
 
     fn head(&self) -> Position {
-        let head: rusqlite::Result<i64> = self.conn().query_row(
-            "SELECT coalesce(max(position), 0) FROM events",
-            [],
-            |row| row.get(0),
-        );
+        let head: rusqlite::Result<i64> =
+            self.conn()
+                .query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| {
+                    row.get(0)
+                });
         Position(head.map_or(0, |h| h.max(0) as u64))
     }
 

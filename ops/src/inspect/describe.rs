@@ -58,7 +58,12 @@ pub(crate) fn describe(event: &RecordedEvent) -> String {
                 "endpoint {} at {} for {} until {}",
                 r.endpoint.name.as_str(),
                 r.endpoint.url.as_str(),
-                r.endpoint.services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+                r.endpoint
+                    .services
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 clock(r.expires_at)
             ),
             EndpointEvent::Refreshed(r) => format!("refreshed until {}", clock(r.expires_at)),
@@ -72,7 +77,11 @@ pub(crate) fn describe(event: &RecordedEvent) -> String {
                 "{} removed {} object(s) no live vWire owns: {}",
                 o.dataplane,
                 o.objects.len(),
-                o.objects.iter().map(|o| o.object.as_str()).collect::<Vec<_>>().join("; ")
+                o.objects
+                    .iter()
+                    .map(|o| o.object.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
             DataplaneEvent::Reconciled(r) => format!(
                 "{} reconciled {} live vWire(s): {} whole, {} healed, {} failed, {} orphan(s) removed, {} ms",
@@ -81,7 +90,12 @@ pub(crate) fn describe(event: &RecordedEvent) -> String {
         };
     }
     match VWireEvent::decode(event) {
-        Err(e) if event.stream.as_str().starts_with(nsm_events::vwire::VWIRE_STREAM_PREFIX) => {
+        Err(e)
+            if event
+                .stream
+                .as_str()
+                .starts_with(nsm_events::vwire::VWIRE_STREAM_PREFIX) =>
+        {
             format!("undecodable: {e}")
         }
         _ => format!("({} v{})", event.event_type, event.schema_version),
@@ -107,10 +121,16 @@ pub(crate) fn describe_vwire(event: &VWireEvent) -> String {
         VWireEvent::Expired(e) => format!(
             "deadline {} passed{}",
             clock(e.deadline),
-            if e.during_downtime { " while the node was down" } else { "" }
+            if e.during_downtime {
+                " while the node was down"
+            } else {
+                ""
+            }
         ),
         VWireEvent::Closed(c) if c.reason.is_empty() => format!("by {:?}", c.by).to_lowercase(),
-        VWireEvent::Closed(c) => format!("by {}: {}", format!("{:?}", c.by).to_lowercase(), c.reason),
+        VWireEvent::Closed(c) => {
+            format!("by {}: {}", format!("{:?}", c.by).to_lowercase(), c.reason)
+        }
         VWireEvent::Failed(f) => format!(
             "{} ({}): {}",
             serde_name(&f.stage),
@@ -128,7 +148,11 @@ pub(crate) fn describe_vwire(event: &VWireEvent) -> String {
             p.work.operations.len()
         ),
         VWireEvent::DataplaneUnplumbed(u) => {
-            format!("{}: {} operation(s)", u.work.dataplane, u.work.operations.len())
+            format!(
+                "{}: {} operation(s)",
+                u.work.dataplane,
+                u.work.operations.len()
+            )
         }
     }
 }
@@ -138,13 +162,28 @@ pub(crate) fn ending(vwire: &VWire) -> String {
     match &vwire.ending {
         None => String::new(),
         Some(Ending::Closed { by, reason }) => format!("closed by {}: {reason}", serde_name(by)),
-        Some(Ending::Expired { deadline, during_downtime }) => format!(
+        Some(Ending::Expired {
+            deadline,
+            during_downtime,
+        }) => format!(
             "expired at deadline {}{}",
             clock(*deadline),
-            if *during_downtime { " (node was down)" } else { "" }
+            if *during_downtime {
+                " (node was down)"
+            } else {
+                ""
+            }
         ),
-        Some(Ending::Failed { stage, code, reason }) => {
-            format!("failed in {} ({}): {reason}", serde_name(stage), serde_name(code))
+        Some(Ending::Failed {
+            stage,
+            code,
+            reason,
+        }) => {
+            format!(
+                "failed in {} ({}): {reason}",
+                serde_name(stage),
+                serde_name(code)
+            )
         }
     }
 }
@@ -187,7 +226,11 @@ pub(crate) fn changes(before: Option<&serde_json::Value>, after: &serde_json::Va
             _ => parts.push(format!("{key} {}→{}", compact(old), compact(new))),
         }
     }
-    if parts.is_empty() { "-".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn compact(value: &serde_json::Value) -> String {

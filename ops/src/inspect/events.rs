@@ -168,7 +168,8 @@ impl Printer {
             writeln!(self.out, "{header}").map_err(Stop::from_io)?;
         }
         if self.json {
-            let line = serde_json::to_string(&EventLine::new(event)).map_err(anyhow::Error::from)?;
+            let line =
+                serde_json::to_string(&EventLine::new(event)).map_err(anyhow::Error::from)?;
             writeln!(self.out, "{line}").map_err(Stop::from_io)
         } else {
             writeln!(

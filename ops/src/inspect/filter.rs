@@ -82,9 +82,15 @@ impl Selection {
     pub(crate) fn matches(&self, event: &RecordedEvent) -> bool {
         event.position > self.after
             && event.position <= self.until
-            && self.streams.as_ref().is_none_or(|s| s.contains(&event.stream))
+            && self
+                .streams
+                .as_ref()
+                .is_none_or(|s| s.contains(&event.stream))
             && (self.kinds.is_empty()
-                || self.kinds.iter().any(|k| k.eq_ignore_ascii_case(&event.event_type)))
+                || self
+                    .kinds
+                    .iter()
+                    .any(|k| k.eq_ignore_ascii_case(&event.event_type)))
             && self
                 .trace_id
                 .as_ref()
@@ -93,7 +99,11 @@ impl Selection {
 
     /// The one stream selected, when the filter named a vWire (read by its index).
     pub(crate) fn single_stream(&self) -> Option<&StreamId> {
-        self.streams.as_ref().filter(|s| s.len() == 1)?.iter().next()
+        self.streams
+            .as_ref()
+            .filter(|s| s.len() == 1)?
+            .iter()
+            .next()
     }
 
     pub(crate) fn trace_id(&self) -> Option<&str> {
@@ -112,7 +122,10 @@ impl FilterArgs {
         }
         for kind in &self.kind {
             if !KNOWN_KINDS.iter().any(|k| k.eq_ignore_ascii_case(kind)) {
-                bail!("--kind {kind:?} is not an event kind; known kinds: {}", KNOWN_KINDS.join(", "));
+                bail!(
+                    "--kind {kind:?} is not an event kind; known kinds: {}",
+                    KNOWN_KINDS.join(", ")
+                );
             }
         }
         let mut after = Position(self.from_position.unwrap_or(0));
@@ -171,12 +184,20 @@ impl FilterArgs {
             let entry = seen.entry(stream).or_default();
             match event {
                 VWireEvent::Requested(r) => {
-                    entry.requested = self.service.as_deref().is_none_or(|s| r.service.as_str() == s)
-                        && self.client.as_deref().is_none_or(|c| r.client.as_str() == c);
+                    entry.requested = self
+                        .service
+                        .as_deref()
+                        .is_none_or(|s| r.service.as_str() == s)
+                        && self
+                            .client
+                            .as_deref()
+                            .is_none_or(|c| r.client.as_str() == c);
                 }
                 VWireEvent::Established(e) => {
-                    entry.established =
-                        self.endpoint.as_deref().is_none_or(|n| e.endpoint.name == n);
+                    entry.established = self
+                        .endpoint
+                        .as_deref()
+                        .is_none_or(|n| e.endpoint.name == n);
                 }
                 _ => {}
             }
@@ -194,7 +215,10 @@ impl FilterArgs {
 /// The stream of the vWire `given` names: a whole id, a `vwire-` stream id, or a prefix of
 /// the id that only one vWire has.
 pub(crate) fn resolve_vwire(log: &LogFile, given: &str) -> anyhow::Result<StreamId> {
-    let id = given.strip_prefix(VWIRE_STREAM_PREFIX).unwrap_or(given).to_ascii_lowercase();
+    let id = given
+        .strip_prefix(VWIRE_STREAM_PREFIX)
+        .unwrap_or(given)
+        .to_ascii_lowercase();
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         bail!("{given:?} is not a vWire id (a UUID, or its first characters)");
     }

@@ -14,7 +14,8 @@ use super::scan::scan;
 /// The vWires as they were at `position`.
 #[derive(Debug, Default)]
 pub(crate) struct Folded {
-    pub(crate) vwires: HashMap<VWireId, VWire>,
+    /// Boxed: a vWire's state is large, and the map moves its entries as it grows.
+    pub(crate) vwires: HashMap<VWireId, Box<VWire>>,
     /// Events that could not be decoded or folded, with the reason; `nsm verify` says more.
     pub(crate) problems: Vec<String>,
     pub(crate) events: u64,
@@ -44,31 +45,51 @@ pub(crate) fn state_at(log: &LogFile, position: Position) -> anyhow::Result<Fold
     } else {
         Progress::hidden()
     };
-    let mut folded = Folded::default();
-    scan(log, Position::START, position, &progress, decode, |decoded| {
-        folded.events += 1;
-        let Some((position, id, event)) = decoded else {
-            return Ok(());
-        };
-        let event = match event {
-            Ok(event) => event,
-            Err(e) => {
-                folded.problems.push(format!("position {position}: {e}"));
+    let mut folded = Folded {
+        // A vWire has a handful of events; sizing the map once saves rehashing it.
+        vwires: HashMap::with_capacity((total / 4).min(1 << 20) as usize),
+        ..Folded::default()
+    };
+    scan(
+        log,
+        Position::START,
+        position,
+        &progress,
+        decode,
+        |decoded| {
+            folded.events += 1;
+            let Some((position, id, event)) = decoded else {
                 return Ok(());
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    folded.problems.push(format!("position {position}: {e}"));
+                    return Ok(());
+                }
+            };
+            // apply() checks before it changes anything, so a refused event leaves the state
+            // as it was.
+            let folded_into = match folded.vwires.get_mut(&id) {
+                Some(state) => state.apply(&event).map(|()| slim(state)),
+                None => VWire::evolve(None, id, &event).map(|mut state| {
+                    slim(&mut state);
+                    folded.vwires.insert(id, Box::new(state));
+                }),
+            };
+            if let Err(e) = folded_into {
+                folded.problems.push(format!("position {position}: {e}"));
             }
-        };
-        // apply() checks before it changes anything, so a refused event leaves the state
-        // as it was.
-        let folded_into = match folded.vwires.get_mut(&id) {
-            Some(state) => state.apply(&event),
-            None => VWire::evolve(None, id, &event).map(|state| {
-                folded.vwires.insert(id, state);
-            }),
-        };
-        if let Err(e) = folded_into {
-            folded.problems.push(format!("position {position}: {e}"));
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     Ok(folded)
+}
+
+/// Drops what no time-travel answer shows and no later event's fold reads (the path, with
+/// its tokens, and the client's mechanism preferences): at 100,000 vWires it is most of the
+/// memory, and of the time spent allocating it.
+fn slim(state: &mut VWire) {
+    state.path = Default::default();
+    state.mechanism_preferences = Vec::new();
 }

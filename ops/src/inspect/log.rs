@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags, Row, params};
 use uuid::Uuid;
 
 /// Rows per read transaction.
-pub(crate) const CHUNK: usize = 20_000;
+pub(crate) const CHUNK: usize = 4_096;
 
 const COLUMNS: &str = "position, event_id, stream, version, event_type, schema_version, \
                        recorded_at, correlation_id, causation_id, payload";
@@ -56,8 +56,9 @@ impl LogFile {
         conn.busy_timeout(Duration::from_secs(5))?;
         // Belt and braces: this connection never writes, whatever a bug would ask of it.
         conn.pragma_update(None, "query_only", true)?;
-        // Bulk reads of a big log: a larger page cache than SQLite's 2 MiB default.
-        conn.pragma_update(None, "cache_size", -65_536)?;
+        // Bulk reads of a big log: pages straight from the OS's page cache (memory-mapped)
+        // instead of copied into SQLite's own cache, which halves the cost of a full read.
+        conn.pragma_update(None, "mmap_size", 1_i64 << 34)?;
         Ok(Self {
             path: path.to_owned(),
             conn,
@@ -75,18 +76,18 @@ impl LogFile {
 
     /// The last position written (0 for an empty log).
     pub(crate) fn head(&self) -> anyhow::Result<Position> {
-        let head: Option<i64> = self
-            .conn
-            .query_row("SELECT max(position) FROM events", [], |row| row.get(0))?;
+        let head: Option<i64> =
+            self.conn
+                .query_row("SELECT max(position) FROM events", [], |row| row.get(0))?;
         Ok(Position(head.unwrap_or(0).max(0) as u64))
     }
 
     /// The first position written (1 unless the oldest events were cut away by an import
     /// of a partial bundle).
     pub(crate) fn first(&self) -> anyhow::Result<Position> {
-        let first: Option<i64> = self
-            .conn
-            .query_row("SELECT min(position) FROM events", [], |row| row.get(0))?;
+        let first: Option<i64> =
+            self.conn
+                .query_row("SELECT min(position) FROM events", [], |row| row.get(0))?;
         Ok(Position(first.unwrap_or(0).max(0) as u64))
     }
 
@@ -139,17 +140,32 @@ impl LogFile {
         until: Position,
         limit: usize,
     ) -> anyhow::Result<Vec<RecordedEvent>> {
+        self.map_range(after, until, limit, |event| event)
+    }
+
+    /// Like [`Self::read_range`], each event mapped by `map` as it is read (a big range is
+    /// never held as rows and as their mapping at once).
+    pub(crate) fn map_range<T>(
+        &self,
+        after: Position,
+        until: Position,
+        limit: usize,
+        mut map: impl FnMut(RecordedEvent) -> T,
+    ) -> anyhow::Result<Vec<T>> {
         let mut statement = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM events WHERE position > ?1 AND position <= ?2 \
              ORDER BY position LIMIT ?3"
         ))?;
-        let rows = statement.query_map(
-            params![after.0 as i64, until.0 as i64, limit as i64],
-            recorded_event,
-        )?;
-        rows.map(|row| row.map_err(anyhow::Error::from)?)
-            .collect::<anyhow::Result<Vec<_>>>()
-            .with_context(|| format!("cannot read the event log {}", self.path.display()))
+        let expected = until.0.saturating_sub(after.0).min(limit as u64) as usize;
+        let mut mapped = Vec::with_capacity(expected.min(CHUNK));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = statement.query(params![after.0 as i64, until.0 as i64, limit])?;
+        while let Some(row) = rows.next()? {
+            let event = recorded_event(row)?
+                .with_context(|| format!("cannot read the event log {}", self.path.display()))?;
+            mapped.push(map(event));
+        }
+        Ok(mapped)
     }
 
     /// Calls `each` with every event after `after` up to `until`, in position order, a chunk
@@ -184,10 +200,7 @@ impl LogFile {
         let mut statement = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND position <= ?2 ORDER BY version"
         ))?;
-        let rows = statement.query_map(
-            params![stream.as_str(), until.0 as i64],
-            recorded_event,
-        )?;
+        let rows = statement.query_map(params![stream.as_str(), until.0 as i64], recorded_event)?;
         rows.map(|row| row.map_err(anyhow::Error::from)?)
             .collect::<anyhow::Result<Vec<_>>>()
             .with_context(|| format!("cannot read stream {stream} of {}", self.path.display()))
@@ -206,7 +219,11 @@ impl LogFile {
 
     /// The streams whose id starts with `prefix` (a vWire given by the first characters of
     /// its id, as people copy them from a table).
-    pub(crate) fn streams_with_prefix(&self, prefix: &str, most: usize) -> anyhow::Result<Vec<String>> {
+    pub(crate) fn streams_with_prefix(
+        &self,
+        prefix: &str,
+        most: usize,
+    ) -> anyhow::Result<Vec<String>> {
         // Streams of a prefix sort together: a range over the (stream, version) index.
         let end = format!("{prefix}\u{10ffff}");
         let mut statement = self.conn.prepare_cached(

@@ -34,7 +34,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-
 /// The log a command reads, and how it prints.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct LogArgs {

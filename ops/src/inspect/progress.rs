@@ -17,7 +17,8 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        let template = format!("{{spinner}} {{bar:40}} {{human_pos}}/{{human_len}} {what} ({{eta}})");
+        let template =
+            format!("{{spinner}} {{bar:40}} {{human_pos}}/{{human_len}} {what} ({{eta}})");
         if let Ok(style) = ProgressStyle::with_template(&template) {
             bar.set_style(style);
         }

@@ -52,12 +52,19 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let mut simulation = Simulation::new();
     let mut divergences = Vec::new();
     let progress = Progress::new(to.0, "events");
-    scan(&log, Position::START, to, &progress, |event| event, |event| {
-        if let Some(divergence) = simulation.feed(&event, event.position >= from) {
-            divergences.push(divergence);
-        }
-        Ok(())
-    })?;
+    scan(
+        &log,
+        Position::START,
+        to,
+        &progress,
+        |event| event,
+        |event| {
+            if let Some(divergence) = simulation.feed(&event, event.position >= from) {
+                divergences.push(divergence);
+            }
+            Ok(())
+        },
+    )?;
     drop(progress);
     let report = Report {
         from: from.0,
@@ -113,6 +120,10 @@ fn print_report(report: &Report) -> anyhow::Result<()> {
         })
         .collect();
     writeln!(out)?;
-    table::write(&mut out, &["POSITION", "STREAM", "V", "EVENT", "KIND", "DETAIL"], &rows)?;
+    table::write(
+        &mut out,
+        &["POSITION", "STREAM", "V", "EVENT", "KIND", "DETAIL"],
+        &rows,
+    )?;
     Ok(())
 }

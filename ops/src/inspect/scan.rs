@@ -29,7 +29,9 @@ where
     if until <= after {
         return Ok(());
     }
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8) as u64;
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8) as u64;
     let chunk = CHUNK as u64;
     let chunks = (until.0 - after.0).div_ceil(chunk);
     let connections = (0..workers.min(chunks))
@@ -48,9 +50,7 @@ where
                 while index < chunks {
                     let from = Position(after.0 + index * chunk);
                     let to = Position((from.0 + chunk).min(until.0));
-                    let decoded = connection
-                        .read_range(from, to, usize::MAX)
-                        .map(|events| events.into_iter().map(decode).collect());
+                    let decoded = connection.map_range(from, to, usize::MAX, decode);
                     let failed = decoded.is_err();
                     if send.send(decoded).is_err() || failed {
                         return;
@@ -61,9 +61,7 @@ where
         }
         for index in 0..chunks {
             let output = &outputs[(index % workers) as usize];
-            let decoded = output
-                .recv()
-                .context("a reading thread stopped")??;
+            let decoded = output.recv().context("a reading thread stopped")??;
             let count = decoded.len() as u64;
             for item in decoded {
                 consume(item)?;

@@ -98,12 +98,22 @@ fn print_story(row: &VWireRow, steps: &[Step]) -> anyhow::Result<()> {
         vec!["vWire".into(), row.vwire.clone()],
         vec![
             "state".into(),
-            if row.overdue { format!("{} (overdue)", row.state) } else { row.state.to_string() },
+            if row.overdue {
+                format!("{} (overdue)", row.state)
+            } else {
+                row.state.to_string()
+            },
         ],
         vec!["service".into(), row.service.clone()],
         vec!["client".into(), row.client.clone()],
-        vec!["endpoint".into(), row.endpoint.clone().unwrap_or_else(|| "-".into())],
-        vec!["mechanism".into(), row.mechanism.clone().unwrap_or_else(|| "-".into())],
+        vec![
+            "endpoint".into(),
+            row.endpoint.clone().unwrap_or_else(|| "-".into()),
+        ],
+        vec![
+            "mechanism".into(),
+            row.mechanism.clone().unwrap_or_else(|| "-".into()),
+        ],
         vec![
             "addresses".into(),
             super::describe::address_pair(&row.src_ip_addrs, &row.dst_ip_addrs),
@@ -112,7 +122,10 @@ fn print_story(row: &VWireRow, steps: &[Step]) -> anyhow::Result<()> {
         vec!["deadline".into(), row.deadline.clone()],
     ];
     if let Some(ending) = &row.ending {
-        facts.push(vec!["ended".into(), format!("{} — {ending}", row.ended_at.clone().unwrap_or_default())]);
+        facts.push(vec![
+            "ended".into(),
+            format!("{} — {ending}", row.ended_at.clone().unwrap_or_default()),
+        ]);
     }
     for fact in &mut facts {
         fact[0].push(':');
@@ -135,7 +148,14 @@ fn print_story(row: &VWireRow, steps: &[Step]) -> anyhow::Result<()> {
     std::io::Write::write_all(&mut out, b"\n")?;
     table::write(
         &mut out,
-        &["POSITION", "RECORDED_AT", "GAP", "EVENT", "SUMMARY", "CHANGED"],
+        &[
+            "POSITION",
+            "RECORDED_AT",
+            "GAP",
+            "EVENT",
+            "SUMMARY",
+            "CHANGED",
+        ],
         &rows,
     )?;
     Ok(())

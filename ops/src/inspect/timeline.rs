@@ -148,7 +148,7 @@ const WIDTH: f64 = 1240.0;
 const PLOT_X0: f64 = 370.0;
 const PLOT_X1: f64 = WIDTH - 40.0;
 const LANE_H: f64 = 26.0;
-const HEADING_H: f64 = 48.0;
+const HEADING_H: f64 = 62.0;
 const ID_CHARS: usize = 8;
 const LABEL_CHARS: usize = 40;
 /// Tick spacing is the smallest of [`STEPS`] giving at most this many intervals.
@@ -265,6 +265,9 @@ fn events_table(t: &Timeline, out: &mut String) -> fmt::Result {
         "<table class=\"events\">\n<thead><tr><th>position</th><th>time (UTC)</th>\
          <th>vWire</th><th>type</th><th>detail</th></tr></thead>\n<tbody>\n",
     );
+    if rows.is_empty() {
+        out.push_str("<tr><td colspan=\"5\">No events in this window.</td></tr>\n");
+    }
     for (lane, mark) in rows {
         writeln!(
             out,
@@ -306,7 +309,8 @@ fn svg(t: &Timeline, standalone: bool, out: &mut String) -> fmt::Result {
         write!(
             out,
             "<title>{}</title>\n<text class=\"heading\" x=\"10\" y=\"22\">{}</text>\n\
-             <text class=\"sub\" x=\"10\" y=\"40\">{} · {}</text>\n",
+             <text class=\"sub\" x=\"10\" y=\"40\">{}</text>\n\
+             <text class=\"sub\" x=\"10\" y=\"56\">{}</text>\n",
             Esc(&t.title),
             Esc(&t.title),
             Esc(&t.subtitle),
@@ -373,9 +377,9 @@ fn legend(y: f64, out: &mut String) -> fmt::Result {
         x = legend_text(x + 27.0, mid, state.as_str(), out)?;
     }
     x += 16.0;
-    for (kind, shape) in Shape::LEGEND {
-        shape.draw(x + 5.0, mid, out)?;
-        x = legend_text(x + 14.0, mid, kind, out)?;
+    for (caption, event_type) in Shape::LEGEND {
+        Shape::of(event_type).draw(x + 5.0, mid, out)?;
+        x = legend_text(x + 14.0, mid, caption, out)?;
     }
     out.push_str("</g>\n");
     Ok(())
@@ -389,7 +393,7 @@ fn legend_text(x: f64, mid: f64, text: &str, out: &mut String) -> Result<f64, fm
         mid + 4.0,
         Esc(text)
     )?;
-    Ok(x + text.chars().count() as f64 * 7.0 + 14.0)
+    Ok(x + text.chars().count() as f64 * 6.6 + 12.0)
 }
 
 /// Grid lines through every lane, with the tick labels above.
@@ -397,7 +401,7 @@ fn axis(window: &Window, lanes_y: f64, lanes_end: f64, out: &mut String) -> fmt:
     writeln!(
         out,
         "<text class=\"utc\" x=\"{:.1}\" y=\"{:.1}\">UTC</text>",
-        PLOT_X0 - 8.0,
+        PLOT_X0 - 36.0,
         lanes_y - 22.0
     )?;
     for tick in ticks(window.from, window.to) {
@@ -622,14 +626,17 @@ enum Shape {
 }
 
 impl Shape {
-    const LEGEND: [(&'static str, Shape); 7] = [
-        ("Requested", Shape::Circle("#e3a008")),
-        ("Established", Shape::Circle("#2f9e44")),
-        ("Refreshed", Shape::Diamond("#1c7ed6")),
-        ("Healed", Shape::Diamond("#0ca678")),
-        ("ProbeFailed", Shape::TriangleUp("#f76707")),
-        ("Expired", Shape::TriangleDown("#8e44ad")),
-        ("Closed / Failed", Shape::Square("#495057")),
+    /// The legend's captions and the event type each one shows.
+    const LEGEND: [(&'static str, &'static str); 9] = [
+        ("Requested", "Requested"),
+        ("Established", "Established"),
+        ("Refreshed", "Refreshed"),
+        ("Healed", "Healed"),
+        ("ProbeFailed", "ProbeFailed"),
+        ("Expired", "Expired"),
+        ("Closed", "Closed"),
+        ("Failed", "Failed"),
+        ("Dataplane", "DataplanePlumbed"),
     ];
 
     fn of(event_type: &str) -> Shape {

@@ -62,7 +62,9 @@ pub(crate) async fn run(args: TimelineArgs) -> anyhow::Result<()> {
         }
     };
     if let Some(stream) = selection.single_stream() {
-        log.read_stream(stream, selection.until)?.iter().for_each(&mut note);
+        log.read_stream(stream, selection.until)?
+            .iter()
+            .for_each(&mut note);
     } else {
         log.for_each(selection.after, selection.until, |event| {
             note(&event);
@@ -88,7 +90,11 @@ pub(crate) async fn run(args: TimelineArgs) -> anyhow::Result<()> {
         lanes,
         omitted_lanes: lanes_wanted - order.len(),
     };
-    let page = if svg { render_svg(&timeline) } else { render_html(&timeline) };
+    let page = if svg {
+        render_svg(&timeline)
+    } else {
+        render_html(&timeline)
+    };
     write_atomically(&args.out, page.as_bytes())?;
     crate::output::note(&format!(
         "wrote {} ({} lane(s), {} left out)",
@@ -110,7 +116,9 @@ fn lane(
     let mut label = stream.as_str().to_owned();
     let (mut service, mut client, mut endpoint) = (String::new(), String::new(), None);
     for event in history {
-        let Ok(decoded) = VWireEvent::decode(event) else { continue };
+        let Ok(decoded) = VWireEvent::decode(event) else {
+            continue;
+        };
         let at = event.recorded_at;
         let state = match &decoded {
             VWireEvent::Requested(r) => {
@@ -187,7 +195,11 @@ fn subtitle(args: &TimelineArgs, log: &LogFile, head: Position) -> String {
         ("until", f.until.map(nsm_events::store::format_timestamp)),
         ("from position", f.from_position.map(|p| p.to_string())),
     ];
-    parts.extend(named.into_iter().filter_map(|(k, v)| v.map(|v| format!("{k} {v}"))));
+    parts.extend(
+        named
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k} {v}"))),
+    );
     if !f.kind.is_empty() {
         parts.push(format!("kinds {}", f.kind.join(",")));
     }

@@ -134,7 +134,11 @@ pub(crate) struct Check {
 
 impl Check {
     fn new(name: &'static str, problems: Problems, summary: String) -> Self {
-        let result = if problems.count == 0 { Outcome::Ok } else { Outcome::Failed };
+        let result = if problems.count == 0 {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
         Self::with(name, result, problems, summary)
     }
 
@@ -186,7 +190,12 @@ pub(crate) async fn verify(path: &Path, integrity: bool) -> anyhow::Result<Vec<C
     checks.push(if integrity {
         quick_check(&log)?
     } else {
-        Check::with("integrity", Outcome::Skipped, Problems::default(), "--no-integrity".into())
+        Check::with(
+            "integrity",
+            Outcome::Skipped,
+            Problems::default(),
+            "--no-integrity".into(),
+        )
     });
     let (vwires, registry) = projections.await?;
     store.close().await;
@@ -207,7 +216,11 @@ fn imported_from_cut_bundle(log: &LogFile) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let whole: Option<String> = conn
-        .query_row("SELECT value FROM log_meta WHERE key = 'whole'", [], |row| row.get(0))
+        .query_row(
+            "SELECT value FROM log_meta WHERE key = 'whole'",
+            [],
+            |row| row.get(0),
+        )
         .optional()?;
     Ok(whole.as_deref() == Some("false"))
 }
@@ -320,7 +333,11 @@ impl Pass {
             self.payloads.push(Some(position), || message);
         }
         self.events += 1;
-        self.first = if self.first == 0 { position } else { self.first };
+        self.first = if self.first == 0 {
+            position
+        } else {
+            self.first
+        };
         self.last = position;
     }
 
@@ -328,12 +345,17 @@ impl Pass {
     fn into_checks(self, cut: bool) -> Vec<Check> {
         let mut rows = Problems::default();
         if let Some(reason) = &self.stopped {
-            rows.push(Some(self.last + 1), || format!("{reason}; later events were not checked"));
+            rows.push(Some(self.last + 1), || {
+                format!("{reason}; later events were not checked")
+            });
         }
         let read = format!("{} events read", self.events);
         let range = match self.events {
             0 => "an empty log".to_owned(),
-            _ => format!("{} events, positions {}..{}", self.events, self.first, self.last),
+            _ => format!(
+                "{} events, positions {}..{}",
+                self.events, self.first, self.last
+            ),
         };
         let positions = match (self.holes.count, cut) {
             (0, _) => Check::new("positions", self.holes, format!("{range}, no hole")),
@@ -395,7 +417,8 @@ fn versions(log: &LogFile) -> anyhow::Result<Check> {
     let mut problems = Problems::default();
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        let (stream, version, position): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let (stream, version, position): (String, i64, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?);
         let (previous, previous_position): (i64, i64) = (row.get(3)?, row.get(4)?);
         problems.push(Some(position as u64), || match previous {
             0 => format!("{stream} begins at version {version}, not 1"),
@@ -527,7 +550,11 @@ fn print(checks: &[Check], json: bool) -> anyhow::Result<()> {
             fields.insert(check.name.to_owned(), serde_json::to_value(check)?);
         }
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", serde_json::to_string_pretty(&Value::Object(fields))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&Value::Object(fields))?
+        )?;
         return Ok(());
     }
     let mut rows = Vec::new();
@@ -547,7 +574,9 @@ fn print(checks: &[Check], json: bool) -> anyhow::Result<()> {
         }
         let more = check.count.saturating_sub(SHOWN as u64);
         if more > 0 {
-            rows.push(example(format!("... and {more} more (--json lists up to {LISTED})")));
+            rows.push(example(format!(
+                "... and {more} more (--json lists up to {LISTED})"
+            )));
         }
     }
     table::print(&["CHECK", "RESULT", "COUNT", "DETAILS"], &rows)

@@ -98,7 +98,7 @@ pub(crate) fn snapshot(
     log: &LogFile,
     at: Option<DateTime<Utc>>,
     position: Option<u64>,
-) -> anyhow::Result<(Position, DateTime<Utc>, Vec<VWire>)> {
+) -> anyhow::Result<(Position, DateTime<Utc>, Vec<Box<VWire>>)> {
     let head = log.head()?;
     let position = match (at, position) {
         (Some(at), _) => log.position_at(at)?,
@@ -123,7 +123,7 @@ pub(crate) fn snapshot(
             .first()
             .map_or_else(Utc::now, |e| e.recorded_at),
     };
-    let mut vwires: Vec<VWire> = folded.vwires.into_values().collect();
+    let mut vwires: Vec<Box<VWire>> = folded.vwires.into_values().collect();
     vwires.sort_by(|a, b| (a.requested_at, a.id.0).cmp(&(b.requested_at, b.id.0)));
     Ok((position, moment, vwires))
 }
@@ -132,7 +132,10 @@ pub(crate) async fn run(args: VWiresArgs) -> anyhow::Result<()> {
     for state in &args.state {
         let known = ["requested", "established", "closed", "expired", "failed"];
         if !known.contains(&state.as_str()) {
-            anyhow::bail!("--state {state:?} is not a state; states: {}", known.join(", "));
+            anyhow::bail!(
+                "--state {state:?} is not a state; states: {}",
+                known.join(", ")
+            );
         }
     }
     let log = LogFile::open(&args.log.db).await?;
@@ -141,12 +144,20 @@ pub(crate) async fn run(args: VWiresArgs) -> anyhow::Result<()> {
         .iter()
         .filter(|v| !args.live || !v.status.is_terminal())
         .filter(|v| args.state.is_empty() || args.state.iter().any(|s| s == v.status.as_str()))
-        .filter(|v| args.service.as_deref().is_none_or(|s| v.service.as_str() == s))
-        .filter(|v| args.client.as_deref().is_none_or(|c| v.client.as_str() == c))
         .filter(|v| {
-            args.endpoint.as_deref().is_none_or(|n| {
-                v.connection.as_ref().is_some_and(|c| c.endpoint.name == n)
-            })
+            args.service
+                .as_deref()
+                .is_none_or(|s| v.service.as_str() == s)
+        })
+        .filter(|v| {
+            args.client
+                .as_deref()
+                .is_none_or(|c| v.client.as_str() == c)
+        })
+        .filter(|v| {
+            args.endpoint
+                .as_deref()
+                .is_none_or(|n| v.connection.as_ref().is_some_and(|c| c.endpoint.name == n))
         })
         .map(|v| VWireRow::new(v, moment))
         .collect();
@@ -180,7 +191,16 @@ pub(crate) async fn run(args: VWiresArgs) -> anyhow::Result<()> {
         })
         .collect();
     table::print(
-        &["VWIRE", "STATE", "SERVICE", "CLIENT", "ENDPOINT", "MECH", "ADDRESSES", "DEADLINE/ENDED"],
+        &[
+            "VWIRE",
+            "STATE",
+            "SERVICE",
+            "CLIENT",
+            "ENDPOINT",
+            "MECH",
+            "ADDRESSES",
+            "DEADLINE/ENDED",
+        ],
         &table_rows,
     )?;
     crate::output::note(&format!(

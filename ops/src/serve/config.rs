@@ -67,6 +67,14 @@ pub(crate) struct ServeArgs {
     /// Threads the vWire actors run on (0: on the main actor thread). Default: one per core.
     #[arg(long, env = "NSM_ACTOR_THREADS")]
     actor_threads: Option<usize>,
+    /// Where to serve /metrics (Prometheus), /live and /ready over HTTP: tcp://host:port,
+    /// or `off`. Default: off.
+    #[arg(long, env = "NSM_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Export trace spans over OTLP/gRPC to this collector (http://host:4317), or `off`.
+    /// Also read from OTEL_EXPORTER_OTLP_ENDPOINT. Default: off.
+    #[arg(long, env = "NSM_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// A TOML file with any of the settings above (keys as the flags, with `_` for `-`).
     #[arg(long, env = "NSM_CONFIG")]
     config: Option<PathBuf>,
@@ -93,6 +101,8 @@ struct ConfigFile {
     #[serde(default, with = "humantime_serde_opt")]
     request_timeout: Option<Duration>,
     actor_threads: Option<usize>,
+    admin_listen: Option<String>,
+    otlp_endpoint: Option<String>,
 }
 
 /// Durations in the file are written as in flags: `"10m"`, `"90s"`.
@@ -132,6 +142,10 @@ pub(crate) struct ServeConfig {
     pub(crate) endpoint_lifetime: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) actor_threads: usize,
+    /// Where /metrics, /live and /ready are served; `None`: nowhere.
+    pub(crate) admin_listen: Option<PeerUrl>,
+    /// The OTLP/gRPC collector spans are exported to; `None`: no export.
+    pub(crate) otlp_endpoint: Option<String>,
 }
 
 impl ServeArgs {
@@ -206,7 +220,16 @@ impl ServeArgs {
         if actor_threads > 1024 {
             bail!("--actor-threads {actor_threads}: at most 1024");
         }
+        let admin_listen = admin_listen(self.admin_listen.or(file.admin_listen))?;
+        let otlp_endpoint = otlp_endpoint(
+            self.otlp_endpoint
+                .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+                .filter(|e| !e.is_empty())
+                .or(file.otlp_endpoint),
+        )?;
         Ok(ServeConfig {
+            admin_listen,
+            otlp_endpoint,
             actor_threads,
             listen,
             db: self.db.or(file.db).unwrap_or_else(|| DEFAULT_DB.into()),
@@ -250,6 +273,55 @@ fn choose_dataplane(asked: Option<String>) -> anyhow::Result<(DataplaneKind, Opt
         )),
         other => bail!("--dataplane {other:?}: unknown data plane; known: kernel, vpp, dry-run"),
     }
+}
+
+/// The admin listener's address: `tcp://host:port` (port 0 picks a free one), or off.
+fn admin_listen(text: Option<String>) -> anyhow::Result<Option<PeerUrl>> {
+    let text = match text.as_deref() {
+        None | Some("off") => return Ok(None),
+        Some(text) => text,
+    };
+    let url = text
+        .parse::<PeerUrl>()
+        .with_context(|| format!("invalid --admin-listen {text:?}: tcp://host:port or off"))?;
+    match url {
+        PeerUrl::Tcp { .. } => Ok(Some(url)),
+        PeerUrl::Unix(_) => bail!(
+            "--admin-listen {text:?}: must be tcp://host:port (Prometheus and probes speak TCP) or off"
+        ),
+    }
+}
+
+/// The OTLP collector's URL: `http://host:port` (the exporter has no TLS), or off.
+fn otlp_endpoint(text: Option<String>) -> anyhow::Result<Option<String>> {
+    let text = match text.as_deref() {
+        None | Some("off") => return Ok(None),
+        Some(text) => text,
+    };
+    let refuse = |why: &str| anyhow::anyhow!("--otlp-endpoint {text:?}: {why}");
+    let uri: axum::http::Uri = text
+        .parse()
+        .map_err(|e| refuse(&format!("not a URL ({e}); e.g. http://127.0.0.1:4317")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(refuse(
+                "https is not supported by this build (no TLS in its OTLP exporter); use http:// to a local collector",
+            ));
+        }
+        _ => {
+            return Err(refuse(
+                "must be http://host:port, e.g. http://127.0.0.1:4317",
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(refuse("names no host"));
+    }
+    if uri.port_u16().is_none() {
+        return Err(refuse("names no port (OTLP/gRPC's is 4317)"));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 fn kernel_interface(text: &str) -> anyhow::Result<nsm_actors::vpp::KernelInterface> {
@@ -344,6 +416,35 @@ mod tests {
         assert_eq!(config.liveness, None);
         assert_eq!(config.lifetime, Duration::from_secs(600));
         assert_eq!(config.endpoint_lifetime, Duration::from_secs(60));
+        assert_eq!(config.admin_listen, None);
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
+            assert_eq!(config.otlp_endpoint, None);
+        }
+    }
+
+    #[test]
+    fn admin_and_otlp_settings_are_taken_from_flags_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nsm.toml");
+        std::fs::write(
+            &file,
+            "admin_listen = \"tcp://0.0.0.0:9464\"\notlp_endpoint = \"http://collector:4317\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let config = resolve(&["--config", path]).unwrap();
+        assert_eq!(
+            config.admin_listen,
+            Some("tcp://0.0.0.0:9464".parse().unwrap())
+        );
+        assert_eq!(
+            config.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        let config = resolve(&["--config", path, "--admin-listen", "off"]).unwrap();
+        assert_eq!(config.admin_listen, None);
+        let config = resolve(&["--config", path, "--otlp-endpoint", "off"]).unwrap();
+        assert_eq!(config.otlp_endpoint, None);
     }
 
     #[test]
@@ -379,6 +480,19 @@ mod tests {
             (&["--node", "a b"][..], "--node"),
             (&["--lifetime", "0s"][..], "--lifetime"),
             (&["--lifetime", "3days"][..], "--lifetime"),
+            (&["--admin-listen", "9464"][..], "--admin-listen"),
+            (
+                &["--admin-listen", "unix:///tmp/a.sock"][..],
+                "--admin-listen",
+            ),
+            (
+                &["--otlp-endpoint", "collector:4317"][..],
+                "--otlp-endpoint",
+            ),
+            (
+                &["--otlp-endpoint", "https://c:4317"][..],
+                "--otlp-endpoint",
+            ),
         ] {
             let error = format!("{:#}", resolve(args).unwrap_err());
             assert!(error.contains(expected), "{args:?}: {error}");

@@ -11,11 +11,18 @@
 //!
 //! Nothing is served before replay and reconcile have finished (the data plane agrees with
 //! the log), so a client never sees a half-loaded node.
+//!
+//! With `--admin-listen`, an HTTP listener ([`admin`]) serves the metrics ([`metrics`]) and
+//! the liveness and readiness probes; it is bound first, so the node is live (not ready)
+//! during a long replay. With `--otlp-endpoint`, spans are exported ([`otlp`]).
 
+mod admin;
 mod config;
 mod hop;
+mod metrics;
 pub(crate) mod monitor;
 mod network_service;
+mod otlp;
 pub(crate) mod registry;
 pub(crate) mod status;
 mod trace;
@@ -38,11 +45,14 @@ use nsm_proto::networkservice::network_service_server::NetworkServiceServer as N
 use nsm_proto::registry::network_service_endpoint_registry_server::NetworkServiceEndpointRegistryServer;
 use nsm_proto::registry::network_service_registry_server::NetworkServiceRegistryServer;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tonic::service::Routes;
 
 use crate::listen::Listener;
+use admin::{AdminServer, Readiness, Stage};
 pub(crate) use config::{DEFAULT_DB, ServeArgs};
 use config::{DataplaneKind, ServeConfig};
+use metrics::Metrics;
 
 /// How long in-flight calls get to finish after SIGINT/SIGTERM (monitor and watch streams
 /// never finish on their own).
@@ -58,7 +68,37 @@ const SERVICE_NAMES: [&str; 4] = [
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
-    let store = SqliteStore::open(&config.db, OpenOptions::default())
+    let traces = match &config.otlp_endpoint {
+        Some(endpoint) => Some(otlp::TraceExport::start(endpoint, &config.node)?),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new(&config.node));
+    let readiness = Readiness::default();
+    let admin = match &config.admin_listen {
+        Some(url) => Some(AdminServer::start(url, metrics.clone(), readiness.clone()).await?),
+        None => None,
+    };
+    let served = node(&config, &metrics, &readiness).await;
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
+    served
+}
+
+/// Opens the log, replays, reconciles, then serves until a signal.
+async fn node(
+    config: &ServeConfig,
+    metrics: &Arc<Metrics>,
+    readiness: &Readiness,
+) -> anyhow::Result<()> {
+    let options = OpenOptions {
+        observer: Some(metrics.journal()),
+        ..OpenOptions::default()
+    };
+    let store = SqliteStore::open(&config.db, options)
         .await
         .with_context(|| "cannot open the event log")?;
     let store: Arc<dyn nsm_events::store::EventStore> = Arc::new(store);
@@ -68,21 +108,25 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let registry_config = RegistryConfig {
         default_endpoint_lifetime: config.endpoint_lifetime,
     };
+    let began = Instant::now();
     let (registry, loaded) =
         RegistryHandle::start(registry_config, journal.clone(), clock.clone()).await?;
+    let registry_took = began.elapsed();
     tracing::info!(
         services = loaded.services,
         endpoints = loaded.endpoints,
         expired_during_downtime = loaded.expired_during_downtime,
         "registry loaded"
     );
-    let dataplane = dataplane(&config).await?;
+    let dataplane = dataplane(config).await?;
     let lost_state = dataplane.lost_state();
+    let forwarder = ForwarderHandle::start(dataplane);
+    let dataplane_stats = forwarder.stats();
     let mesh = Arc::new(Mesh {
         node: config.node.clone(),
         registry: registry.clone(),
         next_hop: Arc::new(GrpcNextHop::default()),
-        forwarder: ForwarderHandle::start(dataplane),
+        forwarder,
         request_timeout: config.request_timeout,
         liveness: config.liveness,
     });
@@ -96,6 +140,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         expired_during_downtime = replayed.expired_during_downtime,
         "vWires replayed"
     );
+    metrics.replayed(registry_took + replayed.duration);
+    metrics.watch_runtime(manager.vwire_gauge(), dataplane_stats);
+    readiness.set(Stage::Reconciling);
     manager
         .reconcile()
         .await
@@ -103,7 +150,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(lost_state) = lost_state {
         tokio::spawn(reconcile_when_lost(manager.clone(), lost_state));
     }
-    serve(&config, routes(&config, manager, registry, store).await?).await
+    readiness.set(Stage::Binding);
+    let routes = routes(config, manager, registry, store, metrics.clone()).await?;
+    serve(config, routes, readiness).await
 }
 
 /// Reconciles again each time the data plane says it lost what it held (VPP restarted):
@@ -161,6 +210,7 @@ async fn routes(
     manager: ManagerHandle,
     registry: RegistryHandle,
     store: Arc<dyn nsm_events::store::EventStore>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Routes> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICE_NAMES {
@@ -180,8 +230,13 @@ async fn routes(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .context("cannot build the reflection service")?;
-    let network_service =
-        network_service::NetworkServiceServer::new(manager, config.node.clone(), config.lifetime);
+    let network_service = network_service::NetworkServiceServer::new(
+        manager,
+        config.node.clone(),
+        config.lifetime,
+        metrics,
+        config.otlp_endpoint.is_some(),
+    );
     let registry_server = registry::RegistryServer::new(registry);
     Ok(Routes::new(NetworkServiceGrpc::new(network_service))
         .add_service(MonitorConnectionServer::new(monitor::MonitorServer::new(
@@ -194,8 +249,9 @@ async fn routes(
         .add_service(reflection_v1alpha))
 }
 
-/// Binds every address (all or nothing), serves until a signal, then drains.
-async fn serve(config: &ServeConfig, routes: Routes) -> anyhow::Result<()> {
+/// Binds every address (all or nothing), serves until a signal, then drains. Ready from
+/// when every listener serves until the signal.
+async fn serve(config: &ServeConfig, routes: Routes, readiness: &Readiness) -> anyhow::Result<()> {
     let mut bound = Vec::new();
     for url in &config.listen {
         bound.push(Listener::bind(url).await?);
@@ -210,7 +266,9 @@ async fn serve(config: &ServeConfig, routes: Routes) -> anyhow::Result<()> {
         };
         servers.push(tokio::spawn(listener.serve(routes.clone(), shutdown)));
     }
+    readiness.set(Stage::Serving);
     let signal = shutdown_signal().await?;
+    readiness.set(Stage::Draining);
     tracing::info!(signal, "stopping: draining calls for up to {DRAIN:?}");
     let _ = stop.send(true);
     let drained = tokio::time::timeout(DRAIN, join_all(servers)).await;

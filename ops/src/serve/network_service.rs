@@ -4,11 +4,16 @@
 //! and named in an `InvalidArgument`), places the node in the path ([`Hop`]) and hands the
 //! Request to the vWire, which does the rest. The reply is the vWire as the caller expects
 //! it: NSM restores the caller's connection id and path index on the way back.
+//!
+//! Each call runs in a span named for its method that carries its trace id
+//! ([`super::trace`]), and is counted by method and status ([`super::metrics`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use nsm_actors::{ActorError, ConnectRequest, ManagerHandle};
+use nsm_events::store::Causation;
 use nsm_events::vwire::{ClosedBy, LifecycleError, ServiceName, SpiffeId, VWire, VWireRequest};
 use nsm_proto::connection::Connection;
 use nsm_proto::convert::{
@@ -16,11 +21,14 @@ use nsm_proto::convert::{
 };
 use nsm_proto::networkservice::NetworkServiceRequest;
 use nsm_proto::networkservice::network_service_server::NetworkService;
+use tokio::time::Instant;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use super::hop::Hop;
+use super::metrics::{Method, Metrics};
 use super::status::status;
-use super::trace::causation;
+use super::trace;
 
 /// Who a caller is until mTLS gives it a SPIFFE ID (the security issue): every vWire is
 /// recorded as requested by this identity.
@@ -33,15 +41,47 @@ pub(crate) struct NetworkServiceServer {
     node: String,
     /// The longest a vWire lives without a refresh (a client may ask for less).
     lifetime: Duration,
+    metrics: Arc<Metrics>,
+    /// Spans are exported over OTLP (each call's span continues the caller's trace).
+    export_traces: bool,
 }
 
 impl NetworkServiceServer {
-    pub(crate) fn new(manager: ManagerHandle, node: String, lifetime: Duration) -> Self {
+    pub(crate) fn new(
+        manager: ManagerHandle,
+        node: String,
+        lifetime: Duration,
+        metrics: Arc<Metrics>,
+        export_traces: bool,
+    ) -> Self {
         Self {
             manager,
             node,
             lifetime,
+            metrics,
+            export_traces,
         }
+    }
+
+    /// Runs one call in its span, and counts it.
+    async fn traced<T, Call>(
+        &self,
+        method: Method,
+        metadata: &tonic::metadata::MetadataMap,
+        call: impl FnOnce(Causation) -> Call,
+    ) -> Result<T, Status>
+    where
+        Call: Future<Output = Result<T, Status>>,
+    {
+        let began = Instant::now();
+        let (span, causation) = trace::server_span(method, metadata, self.export_traces);
+        let answer = call(causation).instrument(span.clone()).await;
+        let code = answer
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        trace::finish(&span, code, self.export_traces);
+        self.metrics.answered(method, code, began.elapsed());
+        answer
     }
 
     /// Everything the vWire needs, validated; `Err` names the first bad field.
@@ -116,8 +156,28 @@ impl NetworkService for NetworkServiceServer {
         &self,
         request: Request<NetworkServiceRequest>,
     ) -> Result<Response<Connection>, Status> {
-        let causation = causation(request.metadata());
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
+        let reply = self.traced(Method::Request, &metadata, |causation| {
+            self.connect(request, causation)
+        });
+        reply.await.map(Response::new)
+    }
+
+    async fn close(&self, request: Request<Connection>) -> Result<Response<()>, Status> {
+        let (metadata, _, connection) = request.into_parts();
+        let closed = self.traced(Method::Close, &metadata, |causation| {
+            self.disconnect(connection, causation)
+        });
+        closed.await.map(Response::new)
+    }
+}
+
+impl NetworkServiceServer {
+    async fn connect(
+        &self,
+        request: NetworkServiceRequest,
+        causation: Causation,
+    ) -> Result<Connection, Status> {
         let connection = request.connection.as_ref().ok_or_else(missing_connection)?;
         let mut hop = Hop::enter(&self.node, connection)?;
         let mut connect = self.read(&request, &hop)?;
@@ -137,15 +197,13 @@ impl NetworkService for NetworkServiceServer {
             outcome = self.manager.connect(hop.vwire, connect, causation).await;
         }
         let vwire = outcome.map_err(status)?;
-        Ok(Response::new(Self::reply(&vwire, &hop)))
+        Ok(Self::reply(&vwire, &hop))
     }
 
-    async fn close(&self, request: Request<Connection>) -> Result<Response<()>, Status> {
-        let causation = causation(request.metadata());
-        let connection = request.into_inner();
+    async fn disconnect(&self, connection: Connection, causation: Causation) -> Result<(), Status> {
         let Some(vwire) = Hop::find(&self.node, &connection) else {
             // Nothing of this node's in the path: nothing to close (Close is idempotent).
-            return Ok(Response::new(()));
+            return Ok(());
         };
         let closed = self
             .manager
@@ -160,7 +218,7 @@ impl NetworkService for NetworkServiceServer {
             Ok(_)
             | Err(ActorError::Lifecycle(
                 LifecycleError::NotFound | LifecycleError::Terminal { .. },
-            )) => Ok(Response::new(())),
+            )) => Ok(()),
             Err(e) => Err(status(e)),
         }
     }

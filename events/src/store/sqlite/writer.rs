@@ -23,11 +23,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::checkpoint::WalGuard;
@@ -83,6 +85,35 @@ impl WriterStats {
     }
 }
 
+/// What one group commit did, as told to a [`JournalObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitObservation {
+    /// Appends in the transaction (written, refused or deduplicated).
+    pub appends: usize,
+    /// Events newly written (0 when the transaction did not commit).
+    pub events: usize,
+    /// From `BEGIN IMMEDIATE` to `COMMIT` returning: the statements and the fsync.
+    pub duration: Duration,
+    /// Whether the transaction committed; `false`: it was rolled back, or its COMMIT failed
+    /// and the outcome is unknown (the writer logs which at ERROR).
+    pub committed: bool,
+}
+
+/// Told of the journal's work as it happens, for the node's metrics (the store itself knows
+/// no metrics library). [`Self::committed`] runs on the writer's own thread after every
+/// transaction and [`Self::appended`] on the caller's task after every append, so both must
+/// be cheap and never block: an atomic add, a histogram observation.
+pub trait JournalObserver: std::fmt::Debug + Send + Sync + 'static {
+    /// One group commit ended.
+    fn committed(&self, commit: &CommitObservation);
+
+    /// An append that reached the writer was answered `latency` after it was queued (its
+    /// wait for the writer plus its batch's commit), whatever the answer.
+    fn appended(&self, latency: Duration) {
+        let _ = latency;
+    }
+}
+
 pub(crate) struct Writer {
     pub(crate) path: PathBuf,
     /// The only write connection, used from the writer's own thread: each statement runs
@@ -95,6 +126,7 @@ pub(crate) struct Writer {
     /// Timestamps never go backwards along positions, even if the wall clock does.
     pub(crate) last_recorded_at: DateTime<Utc>,
     pub(crate) stats: Arc<WriterStats>,
+    pub(crate) observer: Option<Arc<dyn JournalObserver>>,
     /// The log's single-writer lock, released when the writer ends (see `open::lock_writer`).
     pub(crate) _lock: std::fs::File,
 }
@@ -124,6 +156,22 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, jobs: Vec<Job>) {
+        let began = Instant::now();
+        let appends = jobs.len();
+        let events = self.write_and_commit(jobs);
+        if let Some(observer) = &self.observer {
+            observer.committed(&CommitObservation {
+                appends,
+                events: events.unwrap_or(0),
+                duration: began.elapsed(),
+                committed: events.is_some(),
+            });
+        }
+    }
+
+    /// One batch in one transaction, every caller answered; the events newly written, or
+    /// `None` if the transaction did not commit.
+    fn write_and_commit(&mut self, jobs: Vec<Job>) -> Option<usize> {
         let (requests, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let now = Utc::now().max(self.last_recorded_at);
         let recorded_at = format_timestamp(now);
@@ -132,14 +180,16 @@ impl Writer {
             // Clears a transaction a failed rollback may have left open, so the next batch
             // can begin.
             self.rollback();
-            return answer_all(replies, &StoreError::from(e));
+            answer_all(replies, &StoreError::from(e));
+            return None;
         }
         let outcomes = match self.write_batch(&requests, &recorded_at) {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 self.rollback();
                 tracing::error!(path = %self.path.display(), error = %e, "append batch rolled back");
-                return answer_all(replies, &StoreError::from(e));
+                answer_all(replies, &StoreError::from(e));
+                return None;
             }
         };
         if let Err(e) = execute(&self.conn, "COMMIT") {
@@ -155,19 +205,20 @@ impl Writer {
                 };
                 let _ = reply.send(settled);
             }
-            return;
+            return None;
         }
         self.last_recorded_at = now;
-        self.committed(&outcomes);
+        let events = self.committed(&outcomes);
         for (outcome, reply) in outcomes.into_iter().zip(replies) {
             // A caller that gave up waiting is no reason to stop.
             let _ = reply.send(outcome);
         }
+        Some(events)
     }
 
     /// After a commit: count the work and publish the new head (before anyone is answered,
-    /// so a caller that subscribes next sees its own events).
-    fn committed(&self, outcomes: &[Result<Appended, StoreError>]) {
+    /// so a caller that subscribes next sees its own events). Returns the events written.
+    fn committed(&self, outcomes: &[Result<Appended, StoreError>]) -> usize {
         let written = || {
             outcomes
                 .iter()
@@ -184,6 +235,7 @@ impl Writer {
         if let Some(&head) = written().filter_map(|a| a.positions.last()).max() {
             self.head.send_replace(head);
         }
+        events
     }
 
     /// Writes every append of the batch, wave by wave (see [`super::wave`]). An `Err` fails

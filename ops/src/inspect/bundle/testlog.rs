@@ -10,16 +10,16 @@ use chrono::Utc;
 use nsm_events::dataplane::{self, DataplaneEvent, Reconciled};
 use nsm_events::registry::projection::{endpoint_change, service_change};
 use nsm_events::registry::{
-    EndpointName, EndpointSpec, EndpointState, EndpointUrl, NetworkService, Payload,
-    ServiceState, register_endpoint, register_service,
+    EndpointName, EndpointSpec, EndpointState, EndpointUrl, NetworkService, Payload, ServiceState,
+    register_endpoint, register_service,
 };
 use nsm_events::store::{
     AppendRequest, Causation, EventStore, ExpectedVersion, OpenOptions, Position, SqliteStore,
 };
 use nsm_events::vwire::projection::change_for;
 use nsm_events::vwire::{
-    ClosedBy, Command, ConnectionContext, EndpointRef, IpContext, Mechanism, MechanismClass, Path as VWirePath,
-    PathSegment, ServiceName, SpiffeId, VWire, VWireId, VWireRequest, decide,
+    ClosedBy, Command, ConnectionContext, EndpointRef, IpContext, Mechanism, MechanismClass,
+    Path as VWirePath, PathSegment, ServiceName, SpiffeId, VWire, VWireId, VWireRequest, decide,
 };
 
 const LIFETIME: Duration = Duration::from_secs(600);
@@ -39,7 +39,9 @@ impl TestLog {
             readers: 1,
             ..OpenOptions::default()
         };
-        let store = SqliteStore::open(path, options).await.expect("open a test log");
+        let store = SqliteStore::open(path, options)
+            .await
+            .expect("open a test log");
         Self {
             path: path.to_owned(),
             store,
@@ -72,18 +74,32 @@ impl TestLog {
     pub(crate) async fn connect(&mut self) -> VWireId {
         let id = VWireId::new_random();
         self.command(id, Command::Request(request(id))).await;
-        self.command(id, establish(id)).await;
+        self.command(id, establish(id, Utc::now())).await;
         id
     }
 
     pub(crate) async fn refresh(&mut self, id: VWireId) -> Position {
         let expires_at = Utc::now() + chrono::Duration::from_std(LIFETIME).expect("lifetime");
-        self.command(id, Command::Refresh { expires_at, path: None }).await
+        self.command(
+            id,
+            Command::Refresh {
+                expires_at,
+                path: None,
+            },
+        )
+        .await
     }
 
     pub(crate) async fn close(&mut self, id: VWireId) -> Position {
         let by = ClosedBy::Client;
-        self.command(id, Command::Close { by, reason: "test".into() }).await
+        self.command(
+            id,
+            Command::Close {
+                by,
+                reason: "test".into(),
+            },
+        )
+        .await
     }
 
     /// A Network Service and one endpoint of it.
@@ -95,7 +111,10 @@ impl TestLog {
             matches: vec![],
         };
         let events = register_service(None, &service, now).expect("register service");
-        let state = events.iter().fold(None, ServiceState::evolve).expect("a service");
+        let state = events
+            .iter()
+            .fold(None, ServiceState::evolve)
+            .expect("a service");
         let new_events = events
             .iter()
             .map(|e| e.to_new_event(Causation::default()).expect("encode"))
@@ -112,7 +131,10 @@ impl TestLog {
         };
         let lifetime = chrono::Duration::minutes(10);
         let events = register_endpoint(None, &spec, None, lifetime, now).expect("register");
-        let state = events.iter().fold(None, EndpointState::evolve).expect("an endpoint");
+        let state = events
+            .iter()
+            .fold(None, EndpointState::evolve)
+            .expect("an endpoint");
         let new_events = events
             .iter()
             .map(|e| e.to_new_event(Causation::default()).expect("encode"))
@@ -180,7 +202,7 @@ fn request(id: VWireId) -> VWireRequest {
     }
 }
 
-fn establish(id: VWireId) -> Command {
+fn establish(id: VWireId, now: chrono::DateTime<Utc>) -> Command {
     let n = id.0.as_u128() % 250;
     Command::Establish {
         endpoint: EndpointRef {
@@ -198,7 +220,7 @@ fn establish(id: VWireId) -> Command {
             ..ConnectionContext::default()
         },
         path: path(id),
-        expires_at: Utc::now() + chrono::Duration::from_std(LIFETIME).expect("lifetime"),
+        expires_at: now + chrono::Duration::from_std(LIFETIME).expect("lifetime"),
     }
 }
 
@@ -235,4 +257,93 @@ pub(crate) async fn export(source: &Path, bundle: &Path, since: Option<&str>) {
 /// Imports `bundle` into a new log at `db`.
 pub(crate) async fn import(bundle: &Path, db: &Path) {
     super::load_bundle(bundle, db).await.expect("import");
+}
+
+/// A big log, fast: `vwires` vWires of 10 events each (Requested, Established, 7 Refreshed,
+/// and Closed for one in four), made by `decide`, interleaved 64 at a time, inserted in one
+/// transaction with their `live_vwires` rows (what the store would write, without its
+/// per-append checks).
+pub(crate) async fn write_big(path: &Path, vwires: u64) {
+    let options = OpenOptions {
+        integrity_check: false,
+        ..OpenOptions::default()
+    };
+    SqliteStore::open(path, options)
+        .await
+        .expect("create")
+        .close()
+        .await;
+    let mut conn = rusqlite::Connection::open(path).expect("open");
+    conn.pragma_update(None, "synchronous", "OFF")
+        .expect("pragma");
+    let tx = conn.transaction().expect("begin");
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO events (event_id, stream, version, event_type, schema_version, \
+                 recorded_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .expect("prepare");
+        let mut live = tx
+            .prepare("INSERT INTO live_vwires VALUES (?1, ?2, ?3, ?4, ?5)")
+            .expect("prepare");
+        let start = Utc::now() - chrono::Duration::days(1);
+        let mut tick = 0i64;
+        for group in 0..vwires.div_ceil(64) {
+            let ids: Vec<VWireId> = (group * 64..((group + 1) * 64).min(vwires))
+                .map(|_| VWireId::new_random())
+                .collect();
+            let mut states: Vec<Option<VWire>> = vec![None; ids.len()];
+            for step in 0..10 {
+                for (n, id) in ids.iter().enumerate() {
+                    let now = start + chrono::Duration::microseconds(tick * 10);
+                    tick += 1;
+                    let lifetime = chrono::Duration::from_std(LIFETIME).expect("lifetime");
+                    let command = match step {
+                        0 => Command::Request(request(*id)),
+                        1 => establish(*id, now),
+                        9 if n % 4 == 0 => Command::Close {
+                            by: ClosedBy::Client,
+                            reason: "done".into(),
+                        },
+                        _ => Command::Refresh {
+                            expires_at: now + lifetime,
+                            path: None,
+                        },
+                    };
+                    for event in decide(states[n].as_ref(), &command, now).expect("decide") {
+                        let next = VWire::evolve(states[n].take(), *id, &event).expect("fold");
+                        let new = event.to_new_event(Causation::default()).expect("encode");
+                        insert
+                            .execute(rusqlite::params![
+                                new.id.to_string(),
+                                id.stream().as_str(),
+                                next.version as i64,
+                                new.event_type,
+                                new.schema_version,
+                                nsm_events::store::format_timestamp(now),
+                                new.payload,
+                            ])
+                            .expect("insert");
+                        states[n] = Some(next);
+                    }
+                }
+            }
+            for state in states.into_iter().flatten() {
+                if let nsm_events::store::ProjectionChange::UpsertVWire(row) =
+                    change_for(&state).expect("projection")
+                {
+                    live.execute(rusqlite::params![
+                        state.id.stream().as_str(),
+                        state.version as i64,
+                        row.status,
+                        nsm_events::store::format_timestamp(row.expires_at),
+                        row.state,
+                    ])
+                    .expect("insert");
+                }
+            }
+        }
+    }
+    tx.commit().expect("commit");
 }

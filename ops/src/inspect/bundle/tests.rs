@@ -59,7 +59,11 @@ async fn states(path: &Path, position: u64) -> std::collections::HashMap<VWireId
     let log = LogFile::open(path).await.unwrap();
     let folded = state_at(&log, Position(position)).unwrap();
     assert!(folded.problems.is_empty(), "{:?}", folded.problems);
-    folded.vwires
+    folded
+        .vwires
+        .into_iter()
+        .map(|(id, vwire)| (id, *vwire))
+        .collect()
 }
 
 fn live(
@@ -88,7 +92,10 @@ async fn export_then_import_gives_back_every_column_of_every_row() {
         assert_eq!(rows_differing(&source, &imported, table), 0, "{table}");
     }
     let head: i64 = scalar(&source, "SELECT max(position) FROM events");
-    let sequence: i64 = scalar(&imported, "SELECT seq FROM sqlite_sequence WHERE name = 'events'");
+    let sequence: i64 = scalar(
+        &imported,
+        "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+    );
     assert_eq!(sequence, head);
     let whole: String = scalar(&imported, "SELECT value FROM log_meta WHERE key = 'whole'");
     assert_eq!(whole, "true");
@@ -96,17 +103,20 @@ async fn export_then_import_gives_back_every_column_of_every_row() {
     assert_eq!(nodes, r#"["node-1"]"#);
 
     // A node opening the import appends after the last position.
-    let store = SqliteStore::open(&imported, OpenOptions::default()).await.unwrap();
-    let event = nsm_events::dataplane::DataplaneEvent::Reconciled(nsm_events::dataplane::Reconciled {
-        at: Utc::now(),
-        dataplane: "dry-run".into(),
-        checked: 0,
-        whole: 0,
-        healed: 0,
-        failed: 0,
-        orphans_removed: 0,
-        took_ms: 0,
-    });
+    let store = SqliteStore::open(&imported, OpenOptions::default())
+        .await
+        .unwrap();
+    let event =
+        nsm_events::dataplane::DataplaneEvent::Reconciled(nsm_events::dataplane::Reconciled {
+            at: Utc::now(),
+            dataplane: "dry-run".into(),
+            checked: 0,
+            whole: 0,
+            healed: 0,
+            failed: 0,
+            orphans_removed: 0,
+            took_ms: 0,
+        });
     let request = AppendRequest::new(
         nsm_events::dataplane::stream("node-2").unwrap(),
         ExpectedVersion::NoStream,
@@ -184,7 +194,10 @@ async fn a_time_cut_keeps_the_requested_of_a_vwire_from_before_the_window() {
 
     let since: String = scalar(
         &source,
-        &format!("SELECT recorded_at FROM events WHERE position = {}", window_starts.0),
+        &format!(
+            "SELECT recorded_at FROM events WHERE position = {}",
+            window_starts.0
+        ),
     );
     let bundle = dir.path().join("window.jsonl");
     let mut args = export_args(&source, &bundle);
@@ -196,12 +209,20 @@ async fn a_time_cut_keeps_the_requested_of_a_vwire_from_before_the_window() {
         .collect();
     let has = |id: VWireId, kind: &str| {
         let stream = id.stream().to_string();
-        events.iter().any(|e| e.stream == stream && e.event_type == kind)
+        events
+            .iter()
+            .any(|e| e.stream == stream && e.event_type == kind)
     };
     assert!(has(early, "Requested"), "the earlier Requested is kept");
-    assert!(has(quiet, "Established"), "a vWire open when the window began is kept");
+    assert!(
+        has(quiet, "Established"),
+        "a vWire open when the window began is kept"
+    );
     assert!(has(late, "Requested"));
-    assert!(!has(ended, "Requested"), "a vWire that ended before the window is left out");
+    assert!(
+        !has(ended, "Requested"),
+        "a vWire that ended before the window is left out"
+    );
 
     let imported = dir.path().join("imported.db");
     load_bundle(&bundle, &imported).await.unwrap();
@@ -225,8 +246,14 @@ async fn import_refuses_a_log_that_holds_events() {
     write_export(&export_args(&source, &bundle)).await.unwrap();
     let before: i64 = scalar(&source, "SELECT count(*) FROM events");
     let error = load_bundle(&bundle, &source).await.unwrap_err();
-    assert!(format!("{error:#}").contains("import only into an empty log"), "{error:#}");
-    assert_eq!(scalar::<i64>(&source, "SELECT count(*) FROM events"), before);
+    assert!(
+        format!("{error:#}").contains("import only into an empty log"),
+        "{error:#}"
+    );
+    assert_eq!(
+        scalar::<i64>(&source, "SELECT count(*) FROM events"),
+        before
+    );
 }
 
 #[tokio::test]
@@ -243,7 +270,10 @@ async fn a_corrupted_bundle_line_is_named_and_nothing_is_written() {
     std::fs::write(&bundle, broken.join("\n") + "\n").unwrap();
     let error = load_bundle(&bundle, &imported).await.unwrap_err();
     let message = format!("{error:#}");
-    assert!(message.contains("line 4") && message.contains("payload"), "{message}");
+    assert!(
+        message.contains("line 4") && message.contains("payload"),
+        "{message}"
+    );
     assert!(!imported.exists(), "no file is left");
 
     // A bundle cut short (the copy stopped early) is refused as well.
@@ -256,7 +286,10 @@ async fn a_corrupted_bundle_line_is_named_and_nothing_is_written() {
     swapped.swap(2, 3);
     std::fs::write(&bundle, swapped.join("\n") + "\n").unwrap();
     let error = load_bundle(&bundle, &imported).await.unwrap_err();
-    assert!(format!("{error:#}").contains("line 4: position"), "{error:#}");
+    assert!(
+        format!("{error:#}").contains("line 4: position"),
+        "{error:#}"
+    );
     assert!(!imported.exists());
 }
 
@@ -273,4 +306,30 @@ async fn export_refuses_to_replace_a_file_unless_forced() {
     args.force = true;
     write_export(&args).await.unwrap();
     assert!(bundle_lines(&bundle)[0].starts_with("{\"nsm_bundle\":1,"));
+}
+
+#[tokio::test]
+async fn a_log_that_does_not_fold_is_imported_as_it_is_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sample(&dir.path().join("source.db")).await;
+    super::testlog::tamper(
+        &source,
+        "UPDATE events SET schema_version = 7 WHERE event_type = 'Established'",
+    );
+    let bundle = dir.path().join("incident.jsonl");
+    write_export(&export_args(&source, &bundle)).await.unwrap();
+    let imported = dir.path().join("imported.db");
+    let report = load_bundle(&bundle, &imported).await.unwrap();
+    assert_eq!(rows_differing(&source, &imported, "events"), 0);
+    assert_eq!(report.live_vwires, 0);
+    assert!(
+        report.warnings[0].contains("live_vwires left empty"),
+        "{:?}",
+        report.warnings
+    );
+    assert!(
+        report.warnings.len() == 1,
+        "the registry still folds: {:?}",
+        report.warnings
+    );
 }
