@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::StoreError;
-use crate::store::StreamId;
+use crate::store::{EventStore, Position, StreamId};
 use crate::upcast::DecodeError;
 use crate::vwire::FoldError;
 
@@ -34,6 +34,40 @@ pub enum Mismatch<Row> {
         stored: Box<Row>,
         rebuilt: Box<Row>,
     },
+}
+
+impl<Row> Mismatch<Row> {
+    /// The stream whose row differs.
+    pub fn stream(&self) -> &StreamId {
+        match self {
+            Mismatch::Missing { stream }
+            | Mismatch::Unexpected { stream }
+            | Mismatch::Differs { stream, .. } => stream,
+        }
+    }
+}
+
+/// Drops the mismatches of streams a writer moved on after the rebuild read the log up to
+/// `head`.
+///
+/// The rows are read after the events, and a row is committed in the same transaction as its
+/// stream's event, so on a log that a node is appending to a row may be ahead of the rebuild.
+/// Such a stream has an event past `head`; a stream without one was not touched since, and its
+/// row must equal the rebuild. On a log nobody writes, nothing is dropped.
+pub(crate) async fn settled<Row>(
+    store: &dyn EventStore,
+    head: Position,
+    mismatches: Vec<Mismatch<Row>>,
+) -> Result<Vec<Mismatch<Row>>, StoreError> {
+    let mut kept = Vec::with_capacity(mismatches.len());
+    for mismatch in mismatches {
+        let events = store.read_stream(mismatch.stream(), 0).await?;
+        let moved_on = events.last().is_some_and(|last| last.position > head);
+        if !moved_on {
+            kept.push(mismatch);
+        }
+    }
+    Ok(kept)
 }
 
 /// Compares stored rows with the rows a rebuild produced; `same` decides whether a stored row

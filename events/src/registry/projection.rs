@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::StoreError;
-use crate::projection::{Mismatch, ReplayError, diff};
+use crate::projection::{Mismatch, ReplayError, diff, settled};
 use crate::store::{
     EventStore, Position, ProjectionChange, RegistrationRow, RegistrationRowData, StreamId,
 };
@@ -65,15 +65,16 @@ pub fn decode_row(row: &RegistrationRow) -> Result<Registered, ReplayError> {
 pub struct FoldedRegistry {
     pub services: BTreeMap<StreamId, ServiceState>,
     pub endpoints: BTreeMap<StreamId, EndpointState>,
+    /// The position of the last event read.
+    pub head: Position,
 }
 
 pub async fn fold_registry(store: &dyn EventStore) -> Result<FoldedRegistry, ReplayError> {
     let mut folded = FoldedRegistry::default();
-    let mut after = Position::START;
     loop {
-        let chunk = store.read_all(after, 8192).await?;
+        let chunk = store.read_all(folded.head, 8192).await?;
         let Some(last) = chunk.last() else { break };
-        after = last.position;
+        folded.head = last.position;
         for recorded in &chunk {
             let stream = &recorded.stream;
             if stream.as_str().starts_with(ENDPOINT_STREAM_PREFIX) {
@@ -98,7 +99,10 @@ pub async fn fold_registry(store: &dyn EventStore) -> Result<FoldedRegistry, Rep
 pub async fn rebuild(
     store: &dyn EventStore,
 ) -> Result<BTreeMap<StreamId, RegistrationRow>, ReplayError> {
-    let folded = fold_registry(store).await?;
+    rows_of(&fold_registry(store).await?)
+}
+
+fn rows_of(folded: &FoldedRegistry) -> Result<BTreeMap<StreamId, RegistrationRow>, ReplayError> {
     let mut rows = BTreeMap::new();
     let services = folded
         .services
@@ -125,9 +129,10 @@ pub async fn rebuild(
 pub async fn compare(
     store: &dyn EventStore,
 ) -> Result<Vec<Mismatch<RegistrationRow>>, ReplayError> {
-    let rebuilt = rebuild(store).await?;
+    let folded = fold_registry(store).await?;
+    let rebuilt = rows_of(&folded)?;
     let stored = store.registration_rows().await?;
-    Ok(diff(
+    let mismatches = diff(
         stored,
         rebuilt,
         |row| &row.stream,
@@ -136,5 +141,6 @@ pub async fn compare(
                 && stored.data.expires_at == expected.data.expires_at
                 && decode_row(stored).ok() == decode_row(expected).ok()
         },
-    ))
+    );
+    Ok(settled(store, folded.head, mismatches).await?)
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::error::StoreError;
 pub use crate::projection::ReplayError;
-use crate::projection::diff;
+use crate::projection::{diff, settled};
 use crate::store::{EventStore, LiveRow, LiveRowData, Position, ProjectionChange, StreamId};
 
 use super::event::VWireEvent;
@@ -68,7 +68,10 @@ pub async fn fold_all(store: &dyn EventStore) -> Result<Folded, ReplayError> {
 
 /// The `live_vwires` rows the log implies, by stream.
 pub async fn rebuild(store: &dyn EventStore) -> Result<BTreeMap<StreamId, LiveRow>, ReplayError> {
-    let folded = fold_all(store).await?;
+    rows_of(&fold_all(store).await?)
+}
+
+fn rows_of(folded: &Folded) -> Result<BTreeMap<StreamId, LiveRow>, ReplayError> {
     let mut rows = BTreeMap::new();
     for vwire in folded.vwires.values() {
         if let ProjectionChange::UpsertVWire(data) = change_for(vwire)? {
@@ -89,11 +92,13 @@ pub async fn rebuild(store: &dyn EventStore) -> Result<BTreeMap<StreamId, LiveRo
 /// How the stored `live_vwires` rows differ from a rebuild.
 pub type Mismatch = crate::projection::Mismatch<LiveRow>;
 
-/// Compares the stored projection with a rebuild from the log.
+/// Compares the stored projection with a rebuild from the log; on a log being written, the
+/// streams written during the comparison are left out (see [`settled`]).
 pub async fn compare(store: &dyn EventStore) -> Result<Vec<Mismatch>, ReplayError> {
-    let rebuilt = rebuild(store).await?;
+    let folded = fold_all(store).await?;
+    let rebuilt = rows_of(&folded)?;
     let stored = store.live_rows().await?;
-    Ok(diff(
+    let mismatches = diff(
         stored,
         rebuilt,
         |row| &row.stream,
@@ -103,5 +108,6 @@ pub async fn compare(store: &dyn EventStore) -> Result<Vec<Mismatch>, ReplayErro
                 && stored.data.status == expected.data.status
                 && stored.data.expires_at == expected.data.expires_at
         },
-    ))
+    );
+    Ok(settled(store, folded.head, mismatches).await?)
 }
