@@ -1,11 +1,10 @@
 //! The browser harness itself (`nsm_tests::browser`): Chromium renders a page to its DOM and
-//! to a screenshot of the window's size, and the harness's PNG reader agrees with the `png`
-//! crate, byte for byte.
+//! to a screenshot of the window's size, and the screenshot's colours are counted.
 //!
 //! The rendering test needs `/usr/bin/chromium`: skipped outside CI without it, failed under
-//! `CI=true`. The PNG reader's tests run everywhere.
+//! `CI=true`. The colour count's test runs everywhere.
 
-use nsm_tests::browser::{self, Image};
+use nsm_tests::browser;
 
 /// Three coloured bands, and a paragraph only a script writes (so the DOM is read after
 /// scripts ran).
@@ -48,10 +47,7 @@ async fn chromium_renders_a_page_to_its_dom_and_a_coloured_screenshot() {
         rendered.distinct_colours
     );
     let image = browser::read_png(&rendered.screenshot).expect("the harness reads it");
-    assert_eq!(
-        image,
-        reference_decode(&std::fs::read(&rendered.screenshot).unwrap())
-    );
+    assert_eq!((image.width, image.height), (640, 400));
     let red = image
         .rgba
         .chunks_exact(4)
@@ -61,44 +57,7 @@ async fn chromium_renders_a_page_to_its_dom_and_a_coloured_screenshot() {
 }
 
 #[test]
-fn the_png_reader_agrees_with_the_png_crate() {
-    let (width, height) = (37, 23);
-    for colour in [
-        png::ColorType::Grayscale,
-        png::ColorType::GrayscaleAlpha,
-        png::ColorType::Rgb,
-        png::ColorType::Rgba,
-    ] {
-        let channels = colour.samples();
-        let pixels = pattern(width * height * channels as u32);
-        for filter in [
-            png::FilterType::NoFilter,
-            png::FilterType::Sub,
-            png::FilterType::Up,
-            png::FilterType::Avg,
-            png::FilterType::Paeth,
-        ] {
-            for compression in [
-                png::Compression::Fast,
-                png::Compression::Default,
-                png::Compression::Best,
-            ] {
-                let bytes = encode(width, height, colour, filter, compression, &pixels);
-                let ours = browser::decode_png(&bytes).unwrap_or_else(|e| {
-                    panic!("{colour:?} {filter:?} {compression:?}: {e:#}");
-                });
-                assert_eq!(
-                    ours,
-                    reference_decode(&bytes),
-                    "{colour:?} {filter:?} {compression:?}"
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn the_png_reader_counts_colours() {
+fn distinct_colours_counts_each_rgba_value_once() {
     let pixels: Vec<u8> = (0..16u8).flat_map(|i| [i % 3, 0, 0]).collect();
     let bytes = encode(
         4,
@@ -109,48 +68,6 @@ fn the_png_reader_counts_colours() {
         &pixels,
     );
     assert_eq!(browser::decode_png(&bytes).unwrap().distinct_colours(), 3);
-}
-
-#[test]
-fn the_png_reader_fails_on_damaged_files_without_panicking() {
-    let pixels = pattern(64 * 64 * 4);
-    let bytes = encode(
-        64,
-        64,
-        png::ColorType::Rgba,
-        png::FilterType::Paeth,
-        png::Compression::Best,
-        &pixels,
-    );
-    assert!(browser::decode_png(b"not a png").is_err());
-    for cut in [8, 20, 40, bytes.len() / 2, bytes.len() - 13] {
-        assert!(browser::decode_png(&bytes[..cut]).is_err(), "cut at {cut}");
-    }
-    let mut state = 1u32;
-    for _ in 0..200 {
-        let mut damaged = bytes.clone();
-        for _ in 0..4 {
-            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let at = 33 + (state >> 8) as usize % (damaged.len() - 33);
-            damaged[at] ^= (state >> 24) as u8 | 1;
-        }
-        let _ = browser::decode_png(&damaged);
-    }
-}
-
-/// Bytes with runs and noise, so every filter and both literal and match codes are used.
-fn pattern(len: u32) -> Vec<u8> {
-    let mut state = 7u32;
-    (0..len)
-        .map(|i| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            if (i / 97) % 2 == 0 {
-                (i / 5) as u8
-            } else {
-                (state >> 24) as u8
-            }
-        })
-        .collect()
 }
 
 fn encode(
@@ -171,31 +88,4 @@ fn encode(
     writer.write_image_data(pixels).expect("PNG data");
     writer.finish().expect("PNG end");
     bytes
-}
-
-/// The `png` crate's reading, as RGBA.
-fn reference_decode(bytes: &[u8]) -> Image {
-    let mut decoder = png::Decoder::new(bytes);
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().expect("png reads the header");
-    let mut buffer = vec![0; reader.output_buffer_size()];
-    let frame = reader
-        .next_frame(&mut buffer)
-        .expect("png reads the pixels");
-    let samples = frame.color_type.samples();
-    let rgba = buffer[..frame.buffer_size()]
-        .chunks_exact(samples)
-        .flat_map(|p| match *p {
-            [g] => [g, g, g, 255],
-            [g, a] => [g, g, g, a],
-            [r, g, b] => [r, g, b, 255],
-            [r, g, b, a] => [r, g, b, a],
-            _ => panic!("{samples} samples per pixel"),
-        })
-        .collect();
-    Image {
-        width: frame.width,
-        height: frame.height,
-        rgba,
-    }
 }

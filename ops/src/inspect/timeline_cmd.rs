@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
+use nsm_events::dataplane::DATAPLANE_STREAM_PREFIX;
 use nsm_events::store::{Position, RecordedEvent, StreamId};
 use nsm_events::vwire::{VWIRE_STREAM_PREFIX, VWireEvent};
 
@@ -47,12 +48,13 @@ pub(crate) async fn run(args: TimelineArgs) -> anyhow::Result<()> {
     let head = log.head()?;
     let selection = args.filter.select(&log, head)?;
 
-    // Which streams have events in the window, in the order they first appear.
+    // Which vWires and data planes have events in the window, in the order they first appear.
+    // Registry streams are left out: they are not connections (`nsm events` lists them).
     let mut order: Vec<StreamId> = Vec::new();
     let mut seen: HashMap<StreamId, ()> = HashMap::new();
     let (mut first_at, mut last_at): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
     let mut note = |event: &RecordedEvent| {
-        if !selection.matches(event) {
+        if !selection.matches(event) || !drawn(&event.stream) {
             return;
         }
         first_at = Some(first_at.map_or(event.recorded_at, |t| t.min(event.recorded_at)));
@@ -105,6 +107,12 @@ pub(crate) async fn run(args: TimelineArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a stream gets a lane: a vWire's, or a node data plane's.
+fn drawn(stream: &StreamId) -> bool {
+    let name = stream.as_str();
+    name.starts_with(VWIRE_STREAM_PREFIX) || name.starts_with(DATAPLANE_STREAM_PREFIX)
+}
+
 /// One stream's lane: the states it went through (vWires), and its events in the window.
 fn lane(
     stream: &StreamId,
@@ -151,14 +159,12 @@ fn lane(
         open.to = to.max(open.from);
     }
     if stream.as_str().starts_with(VWIRE_STREAM_PREFIX) {
-        let id = &stream.as_str()[VWIRE_STREAM_PREFIX.len()..];
         label = format!(
             "{} · {} → {}",
             if service.is_empty() { "?" } else { &service },
             if client.is_empty() { "?" } else { &client },
             endpoint.as_deref().unwrap_or("-")
         );
-        label = format!("{} {label}", &id[..8.min(id.len())]);
     }
     let marks = history
         .iter()
