@@ -17,7 +17,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 

@@ -111,7 +111,7 @@ async fn commands_read_while_a_node_appends_and_never_hold_up_its_writer() {
         appends += n;
         slowest = slowest.max(s);
     }
-    println!("{appends} appends beside the commands; slowest {slowest:?}");
+    eprintln!("{appends} appends beside the commands; slowest {slowest:?}");
     assert!(
         appends > 1_000,
         "the writer kept writing: {appends} appends"

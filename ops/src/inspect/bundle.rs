@@ -854,7 +854,7 @@ fn write_meta(conn: &Connection, bundle: &Path, meta: &Map<String, Value>) -> an
     let mut insert =
         conn.prepare("INSERT OR REPLACE INTO log_meta (key, value) VALUES (?1, ?2)")?;
     let fields = meta.iter().map(|(k, v)| (k.as_str(), v.clone()));
-    for (key, value) in fields.chain(ours.into_iter()) {
+    for (key, value) in fields.chain(ours) {
         let text = match value {
             Value::String(text) => text,
             other => other.to_string(),

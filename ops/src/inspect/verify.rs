@@ -245,7 +245,7 @@ fn look_at(event: RecordedEvent) -> Seen {
     Seen {
         position: event.position.0,
         recorded_at: event.recorded_at,
-        unreadable: (!readable).then(|| (event.event_type, event.schema_version)),
+        unreadable: (!readable).then_some((event.event_type, event.schema_version)),
         payload,
     }
 }
