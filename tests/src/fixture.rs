@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nsm_events::store::{EventStore, OpenOptions, SqliteStore, StreamId};
 use nsm_proto::connection::Connection;
 use nsm_proto::networkservice::NetworkServiceRequest;
 use tonic::Request;
@@ -151,8 +152,18 @@ async fn wait_for_last_event(db: &Path, vwire: &str, event_type: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let stream = format!("vwire-{vwire}");
     loop {
-        let streams = crate::programs::vwire_streams(db).await;
-        let types = streams.get(&stream).cloned().unwrap_or_default();
+        // The node is appending: read only this stream (a whole-log audit wants a quiet log).
+        let store = SqliteStore::open_read_only(db, OpenOptions::default())
+            .await
+            .expect("open the log read-only");
+        let types: Vec<String> = store
+            .read_stream(&StreamId::new(stream.clone()).expect("a stream id"), 0)
+            .await
+            .expect("read the vWire's stream")
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        store.close().await;
         if types.last().map(String::as_str) == Some(event_type) {
             return;
         }
