@@ -20,7 +20,7 @@ use nsm_proto::networkservice::NetworkServiceRequest;
 use tonic::Request;
 
 use crate::fake_endpoint::FakeEndpoint;
-use crate::mesh::{Node, first_request, refresh_request, register};
+use crate::mesh::{Node, first_request, refresh_request, register, send_request};
 
 /// The trace id the `closed` vWire's Close carries (W3C `traceparent`).
 pub const CLOSE_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0736aa";
@@ -97,17 +97,11 @@ pub async fn incident_log(dir: &Path) -> Fixture {
 
 /// Requests `icmp` for `client` with a deadline `lifetime` away: the connection and vWire id.
 async fn request(node: &Node, client: &str, lifetime: Duration) -> (Connection, String) {
-    let request = with_lifetime(first_request("icmp", client, &[]), lifetime);
-    let connection = node
-        .network_service()
-        .request(request)
-        .await
-        .expect("request")
-        .into_inner();
-    let vwire = connection.path.as_ref().expect("a path").path_segments[1]
-        .id
-        .clone();
-    (connection, vwire)
+    send_request(
+        node,
+        with_lifetime(first_request("icmp", client, &[]), lifetime),
+    )
+    .await
 }
 
 async fn refresh(node: &Node, connection: &Connection) -> Connection {

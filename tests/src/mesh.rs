@@ -87,12 +87,17 @@ impl Process {
 
     /// SIGTERM (a graceful stop), then wait for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.child.wait().expect("wait for nsm")
+    }
+
+    /// SIGTERM without waiting: the process drains and exits on its own.
+    pub fn send_sigterm(&self) {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM failed");
-        self.child.wait().expect("wait for nsm")
     }
 
     /// Whether it has exited (and how).
@@ -395,9 +400,14 @@ pub async fn node_with_endpoint(
 /// Client `client` requests `icmp`: the connection the node returned, and the vWire id (the
 /// node's path segment id).
 pub async fn request_vwire(node: &Node, client: &str) -> (Connection, String) {
+    send_request(node, first_request("icmp", client, &[])).await
+}
+
+/// Sends `request`, which the node must accept: the connection it returned, and the vWire id.
+pub async fn send_request(node: &Node, request: NetworkServiceRequest) -> (Connection, String) {
     let connection = node
         .network_service()
-        .request(first_request("icmp", client, &[]))
+        .request(request)
         .await
         .expect("request")
         .into_inner();

@@ -63,7 +63,7 @@ async fn a_request_without_a_connection_or_a_known_service_is_refused_and_record
     refused(
         client.request(empty).await,
         Code::InvalidArgument,
-        &["connection.network_service", "must be 1-253 characters"],
+        &["connection.network_service", "must be 1-251 characters"],
     );
     let unknown = request_with(|r| connection(r).network_service = "no-such-service".into());
     refused(
@@ -375,7 +375,7 @@ async fn malformed_registrations_are_refused_by_field_and_register_nothing() {
         (
             "no name",
             endpoint_with(|e| e.name.clear()),
-            &["network_service_endpoint.name", "must be 1-253 characters"],
+            &["network_service_endpoint.name", "must be 1-251 characters"],
         ),
         (
             "no URL",
@@ -428,7 +428,7 @@ async fn malformed_registrations_are_refused_by_field_and_register_nothing() {
     refused(
         node.services().register(nameless).await,
         Code::InvalidArgument,
-        &["network_service.name", "must be 1-253 characters"],
+        &["network_service.name", "must be 1-251 characters"],
     );
     let odd_payload = NetworkService {
         name: "icmp".into(),

@@ -243,6 +243,34 @@ async fn reflection_lists_nsms_services_and_health_says_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_not_serving_when_the_node_starts_draining() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(dir.path(), &[]).await;
+    let watch = HealthCheckRequest {
+        service: "networkservice.NetworkService".into(),
+    };
+    let mut statuses = HealthClient::new(node.channel())
+        .watch(watch)
+        .await
+        .unwrap()
+        .into_inner();
+    let status = |reply: Option<Result<HealthCheckResponse, tonic::Status>>| {
+        reply.expect("a status").expect("a status").status()
+    };
+    assert_eq!(status(statuses.next().await), ServingStatus::Serving);
+    node.process.as_ref().expect("running").send_sigterm();
+    let next = tokio::time::timeout(Duration::from_secs(10), statuses.next())
+        .await
+        .expect("a status within 10 s of SIGTERM");
+    assert_eq!(status(next), ServingStatus::NotServing);
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_on_the_same_log_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let (node, _endpoint) = node_with_endpoint(dir.path(), &[]).await;

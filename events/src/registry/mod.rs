@@ -13,7 +13,7 @@ pub use event::{
 };
 pub use model::{
     Destination, ENDPOINT_STREAM_PREFIX, EndpointName, EndpointSpec, EndpointUrl, MAX_LABEL_LEN,
-    MAX_LABELS, Match, NetworkService, Payload, Registration, SERVICE_STREAM_PREFIX,
+    MAX_LABELS, MAX_NAME_LEN, Match, NetworkService, Payload, Registration, SERVICE_STREAM_PREFIX,
     service_stream, validate_labels,
 };
 pub use state::{

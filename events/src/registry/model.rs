@@ -8,13 +8,17 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::store::StreamId;
+use crate::store::{MAX_STREAM_ID_LEN, StreamId};
 use crate::vwire::{Labels, LifecycleError, ServiceName};
 
 /// Prefix of Network Service streams: `ns-<name>`.
 pub const SERVICE_STREAM_PREFIX: &str = "ns-";
 /// Prefix of Network Service Endpoint streams: `nse-<name>`.
 pub const ENDPOINT_STREAM_PREFIX: &str = "nse-";
+
+/// Longest Network Service or endpoint name: its registry stream id (`nse-` plus the name)
+/// must fit the store's stream id, so the DNS limit of 253 is cut by the longest prefix.
+pub const MAX_NAME_LEN: usize = MAX_STREAM_ID_LEN - ENDPOINT_STREAM_PREFIX.len();
 
 /// Longest label key or value accepted (documented limit).
 pub const MAX_LABEL_LEN: usize = 253;
@@ -135,9 +139,9 @@ impl EndpointName {
     pub fn new(name: impl Into<String>) -> Result<Self, LifecycleError> {
         let name = name.into();
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@');
-        if name.is_empty() || name.len() > 253 || !name.chars().all(allowed) {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(allowed) {
             return Err(invalid(format!(
-                "endpoint name {name:?} must be 1-253 characters of [A-Za-z0-9._@-]"
+                "endpoint name {name:?} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._@-]"
             )));
         }
         Ok(Self(name))
@@ -276,4 +280,22 @@ impl EndpointSpec {
 pub struct Registration {
     pub initial_registration_time: DateTime<Utc>,
     pub expiration_time: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_accepted_names_make_valid_streams_and_one_more_is_refused() {
+        let longest = "n".repeat(MAX_NAME_LEN);
+        let service = ServiceName::new(longest.clone()).unwrap();
+        let endpoint = EndpointName::new(longest.clone()).unwrap();
+        assert_eq!(service_stream(&service).as_str().len(), MAX_NAME_LEN + 3);
+        assert_eq!(endpoint.stream().as_str().len(), MAX_STREAM_ID_LEN);
+        let too_long = format!("{longest}n");
+        let refused = ServiceName::new(too_long.clone()).unwrap_err().to_string();
+        assert!(refused.contains("must be 1-251 characters"), "{refused}");
+        assert!(EndpointName::new(too_long).is_err());
+    }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::LifecycleError;
+use crate::registry::MAX_NAME_LEN;
 use crate::store::StreamId;
 
 /// Prefix of every vWire stream id in the log.
@@ -65,9 +66,9 @@ impl ServiceName {
     pub fn new(name: impl Into<String>) -> Result<Self, LifecycleError> {
         let name = name.into();
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@');
-        if name.is_empty() || name.len() > 253 || !name.chars().all(allowed) {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(allowed) {
             return Err(invalid(format!(
-                "network service name {name:?} must be 1-253 characters of [A-Za-z0-9._@-]"
+                "network service name {name:?} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._@-]"
             )));
         }
         Ok(Self(name))

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use nsm_events::store::{Position, RecordedEvent, StreamId};
+use nsm_events::upcast::SCHEMAS;
 use nsm_events::vwire::{VWIRE_STREAM_PREFIX, VWireEvent};
 
 use super::log::LogFile;
@@ -121,10 +122,12 @@ impl FilterArgs {
             }
         }
         for kind in &self.kind {
-            if !KNOWN_KINDS.iter().any(|k| k.eq_ignore_ascii_case(kind)) {
+            let mut known = SCHEMAS.iter().map(|&(kind, _)| kind);
+            if !known.any(|k| k.eq_ignore_ascii_case(kind)) {
+                let all: Vec<_> = SCHEMAS.iter().map(|&(kind, _)| kind).collect();
                 bail!(
                     "--kind {kind:?} is not an event kind; known kinds: {}",
-                    KNOWN_KINDS.join(", ")
+                    all.join(", ")
                 );
             }
         }
@@ -230,28 +233,6 @@ pub(crate) fn resolve_vwire(log: &LogFile, given: &str) -> anyhow::Result<Stream
         _ => bail!("{given:?} names more than one vWire; give more of its id"),
     }
 }
-
-/// Every event type the runtime writes, for `--kind` to be checked against.
-pub(crate) const KNOWN_KINDS: &[&str] = &[
-    "Requested",
-    "Established",
-    "Refreshed",
-    "Expired",
-    "Closed",
-    "Failed",
-    "Healed",
-    "ProbeFailed",
-    "DataplanePlumbed",
-    "DataplaneUnplumbed",
-    "ServiceRegistered",
-    "ServiceUnregistered",
-    "EndpointRegistered",
-    "EndpointRefreshed",
-    "EndpointUnregistered",
-    "EndpointExpired",
-    "OrphansRemoved",
-    "Reconciled",
-];
 
 #[cfg(test)]
 mod tests {

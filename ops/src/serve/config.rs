@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use nsm_events::dataplane::DATAPLANE_STREAM_PREFIX;
+use nsm_events::store::MAX_STREAM_ID_LEN;
 use nsm_events::vwire::MAX_LIFETIME;
 use nsm_proto::transport::PeerUrl;
 use serde::Deserialize;
@@ -368,11 +370,13 @@ fn check_duration(flag: &str, value: Duration, max: Duration) -> anyhow::Result<
     Ok(())
 }
 
-/// A node name goes into every path segment and log line: keep it short and printable.
+/// A node name goes into every path segment and log line, and into the stream id of the
+/// node's data-plane record (`dataplane-<node>`): keep it short enough for that, and printable.
 fn check_node_name(node: &str) -> anyhow::Result<()> {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
-    if node.is_empty() || node.len() > 253 || !node.chars().all(ok) {
-        bail!("--node {node:?}: must be 1-253 characters of [A-Za-z0-9._-]");
+    let max = MAX_STREAM_ID_LEN - DATAPLANE_STREAM_PREFIX.len();
+    if node.is_empty() || node.len() > max || !node.chars().all(ok) {
+        bail!("--node {node:?}: must be 1-{max} characters of [A-Za-z0-9._-]");
     }
     Ok(())
 }

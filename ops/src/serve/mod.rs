@@ -47,6 +47,7 @@ use nsm_proto::registry::network_service_registry_server::NetworkServiceRegistry
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::service::Routes;
+use tonic_health::server::HealthReporter;
 
 use crate::listen::Listener;
 use admin::{AdminServer, Readiness, Stage};
@@ -151,8 +152,8 @@ async fn node(
         tokio::spawn(reconcile_when_lost(manager.clone(), lost_state));
     }
     readiness.set(Stage::Binding);
-    let routes = routes(config, manager, registry, store, metrics.clone()).await?;
-    serve(config, routes, readiness).await
+    let (routes, health) = routes(config, manager, registry, store, metrics.clone()).await?;
+    serve(config, routes, &health, readiness).await
 }
 
 /// Reconciles again each time the data plane says it lost what it held (VPP restarted):
@@ -211,7 +212,7 @@ async fn routes(
     registry: RegistryHandle,
     store: Arc<dyn nsm_events::store::EventStore>,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<Routes> {
+) -> anyhow::Result<(Routes, HealthReporter)> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICE_NAMES {
         health
@@ -238,7 +239,7 @@ async fn routes(
         config.otlp_endpoint.is_some(),
     );
     let registry_server = registry::RegistryServer::new(registry);
-    Ok(Routes::new(NetworkServiceGrpc::new(network_service))
+    let routes = Routes::new(NetworkServiceGrpc::new(network_service))
         .add_service(MonitorConnectionServer::new(monitor::MonitorServer::new(
             store,
         )))
@@ -246,12 +247,19 @@ async fn routes(
         .add_service(NetworkServiceEndpointRegistryServer::new(registry_server))
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha))
+        .add_service(reflection_v1alpha);
+    Ok((routes, health))
 }
 
 /// Binds every address (all or nothing), serves until a signal, then drains. Ready from
-/// when every listener serves until the signal.
-async fn serve(config: &ServeConfig, routes: Routes, readiness: &Readiness) -> anyhow::Result<()> {
+/// when every listener serves until the signal; from the signal on, gRPC health answers
+/// NOT_SERVING too, so a client that checks it moves away before the listeners close.
+async fn serve(
+    config: &ServeConfig,
+    routes: Routes,
+    health: &HealthReporter,
+    readiness: &Readiness,
+) -> anyhow::Result<()> {
     let mut bound = Vec::new();
     for url in &config.listen {
         bound.push(Listener::bind(url).await?);
@@ -269,6 +277,11 @@ async fn serve(config: &ServeConfig, routes: Routes, readiness: &Readiness) -> a
     readiness.set(Stage::Serving);
     let signal = shutdown_signal().await?;
     readiness.set(Stage::Draining);
+    for name in SERVICE_NAMES.into_iter().chain([""]) {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
     tracing::info!(signal, "stopping: draining calls for up to {DRAIN:?}");
     let _ = stop.send(true);
     let drained = tokio::time::timeout(DRAIN, join_all(servers)).await;
