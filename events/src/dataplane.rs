@@ -32,6 +32,7 @@ pub struct RemovedObject {
 /// ended while the node was down, or made by hand with a tag).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrphansRemoved {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     pub dataplane: String,
     pub objects: Vec<RemovedObject>,
@@ -42,6 +43,7 @@ pub struct OrphansRemoved {
 /// Reconcile finished: how the data plane compared with the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciled {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     pub dataplane: String,
     /// Live vWires the log says the data plane must hold.

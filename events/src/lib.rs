@@ -39,6 +39,7 @@ pub mod projection;
 pub mod registry;
 pub mod replay;
 pub mod store;
+pub mod timestamp;
 pub mod upcast;
 pub mod vwire;
 

@@ -12,12 +12,14 @@ use crate::upcast::{self, DecodeError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRegistered {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     pub service: NetworkService,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceUnregistered {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
 }
 
@@ -31,27 +33,34 @@ pub enum ServiceEvent {
 /// An endpoint registered, or re-registered with different content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointRegistered {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     pub endpoint: EndpointSpec,
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub expires_at: DateTime<Utc>,
 }
 
 /// An endpoint re-registered unchanged: only its deadline moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointRefreshed {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointUnregistered {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
 }
 
 /// The endpoint was not refreshed before its deadline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointExpired {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub deadline: DateTime<Utc>,
 }
 

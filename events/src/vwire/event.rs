@@ -18,6 +18,7 @@ use crate::upcast::{self, DecodeError};
 /// A client asked for a vWire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requested {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     pub service: ServiceName,
     #[serde(default)]
@@ -28,12 +29,14 @@ pub struct Requested {
     #[serde(default)]
     pub path: Path,
     /// The vWire is expired if not established and refreshed by then.
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub expires_at: DateTime<Utc>,
 }
 
 /// An endpoint accepted the vWire and the data plane connected it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Established {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     pub endpoint: EndpointRef,
     /// The mechanism chosen for the client's end.
@@ -42,13 +45,16 @@ pub struct Established {
     pub context: ConnectionContext,
     #[serde(default)]
     pub path: Path,
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub expires_at: DateTime<Utc>,
 }
 
 /// The client refreshed the vWire: its deadline moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refreshed {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub expires_at: DateTime<Utc>,
     /// The path as the refresh carried it, if it changed (new tokens, new expiries).
     #[serde(default)]
@@ -58,7 +64,9 @@ pub struct Refreshed {
 /// The deadline passed without a refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expired {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub deadline: DateTime<Utc>,
     /// The deadline passed while the node was down; noticed at start-up.
     #[serde(default)]
@@ -78,6 +86,7 @@ pub enum ClosedBy {
 /// The vWire was closed on purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Closed {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     pub by: ClosedBy,
     #[serde(default)]
@@ -116,6 +125,7 @@ pub enum FailureCode {
 /// The vWire could not be made, or broke beyond repair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failed {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     pub stage: FailureStage,
     pub code: FailureCode,
@@ -125,6 +135,7 @@ pub struct Failed {
 /// The runtime repaired the vWire (for example re-created data-plane objects after a restart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Healed {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     /// What was repaired, one line each, for the operator.
     pub repairs: Vec<String>,
@@ -134,6 +145,7 @@ pub struct Healed {
 /// re-plumbs it, and records `Healed` or `Failed` in the same append).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeFailed {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     /// What was probed: `ICMP 172.16.0.1 → 172.16.0.2 on nsm-1`.
     pub probe: String,
@@ -155,6 +167,7 @@ pub struct DataplaneWork {
 /// The data plane connected the vWire's two ends (or, dry run, recorded how it would).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataplanePlumbed {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub work: DataplaneWork,
@@ -167,6 +180,7 @@ pub struct DataplanePlumbed {
 /// The data plane removed what it had made for the vWire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataplaneUnplumbed {
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub work: DataplaneWork,

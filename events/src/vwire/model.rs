@@ -188,7 +188,7 @@ pub struct PathSegment {
     pub id: String,
     #[serde(default)]
     pub token: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::timestamp::utc_option")]
     pub expires: Option<DateTime<Utc>>,
     /// Per-hop metrics (`client_rx_bytes`, `server_interface`, ...).
     #[serde(default)]

@@ -32,7 +32,9 @@ fn decode(event: RecordedEvent) -> Decoded {
     Some((
         event.position,
         id,
-        VWireEvent::decode(&event).map_err(|e| e.to_string()),
+        VWireEvent::decode(&event)
+            .map(slim)
+            .map_err(|e| e.to_string()),
     ))
 }
 
@@ -71,9 +73,8 @@ pub(crate) fn state_at(log: &LogFile, position: Position) -> anyhow::Result<Fold
             // apply() checks before it changes anything, so a refused event leaves the state
             // as it was.
             let folded_into = match folded.vwires.get_mut(&id) {
-                Some(state) => state.apply(&event).map(|()| slim(state)),
-                None => VWire::evolve(None, id, &event).map(|mut state| {
-                    slim(&mut state);
+                Some(state) => state.apply(&event),
+                None => VWire::evolve(None, id, &event).map(|state| {
                     folded.vwires.insert(id, Box::new(state));
                 }),
             };
@@ -86,10 +87,19 @@ pub(crate) fn state_at(log: &LogFile, position: Position) -> anyhow::Result<Fold
     Ok(folded)
 }
 
-/// Drops what no time-travel answer shows and no later event's fold reads (the path, with
-/// its tokens, and the client's mechanism preferences): at 100,000 vWires it is most of the
-/// memory, and of the time spent allocating it.
-fn slim(state: &mut VWire) {
-    state.path = Default::default();
-    state.mechanism_preferences = Vec::new();
+/// Drops from an event what no time-travel answer shows and no fold reads (the path, with
+/// its tokens, and the client's mechanism preferences; the state only keeps a copy): at
+/// 100,000 vWires it is most of the memory, and of the time spent copying it. Done on the
+/// decoding threads, so the copy is never made and the fold, on one thread, never frees it.
+fn slim(mut event: VWireEvent) -> VWireEvent {
+    match &mut event {
+        VWireEvent::Requested(requested) => {
+            requested.path = Default::default();
+            requested.mechanism_preferences = Vec::new();
+        }
+        VWireEvent::Established(established) => established.path = Default::default(),
+        VWireEvent::Refreshed(refreshed) => refreshed.path = None,
+        _ => {}
+    }
+    event
 }

@@ -150,14 +150,27 @@ impl LogFile {
         after: Position,
         until: Position,
         limit: usize,
-        mut map: impl FnMut(RecordedEvent) -> T,
+        map: impl FnMut(RecordedEvent) -> T,
     ) -> anyhow::Result<Vec<T>> {
+        let expected = until.0.saturating_sub(after.0).min(limit as u64) as usize;
+        let mut mapped = Vec::with_capacity(expected.min(CHUNK));
+        self.map_range_into(after, until, limit, map, &mut mapped)?;
+        Ok(mapped)
+    }
+
+    /// Like [`Self::map_range`], appending to `mapped` (a buffer the caller reuses).
+    pub(crate) fn map_range_into<T>(
+        &self,
+        after: Position,
+        until: Position,
+        limit: usize,
+        mut map: impl FnMut(RecordedEvent) -> T,
+        mapped: &mut Vec<T>,
+    ) -> anyhow::Result<()> {
         let mut statement = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM events WHERE position > ?1 AND position <= ?2 \
              ORDER BY position LIMIT ?3"
         ))?;
-        let expected = until.0.saturating_sub(after.0).min(limit as u64) as usize;
-        let mut mapped = Vec::with_capacity(expected.min(CHUNK));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut rows = statement.query(params![after.0 as i64, until.0 as i64, limit])?;
         while let Some(row) = rows.next()? {
@@ -165,7 +178,7 @@ impl LogFile {
                 .with_context(|| format!("cannot read the event log {}", self.path.display()))?;
             mapped.push(map(event));
         }
-        Ok(mapped)
+        Ok(())
     }
 
     /// Calls `each` with every event after `after` up to `until`, in position order, a chunk

@@ -41,16 +41,27 @@ where
     std::thread::scope(|scope| {
         let decode = &decode;
         let mut outputs = Vec::new();
+        let mut returns = Vec::new();
         for (worker, connection) in connections.into_iter().enumerate() {
             // Two chunks ahead per worker: enough to keep every core busy, little memory.
             let (send, receive) = mpsc::sync_channel::<anyhow::Result<Vec<T>>>(2);
+            // The consumer hands each emptied chunk back to be filled again: a chunk of
+            // decoded events is megabytes, and fresh megabytes for each of hundreds of chunks
+            // cost more (page faults, zeroing) than decoding them.
+            let (give_back, given_back) = mpsc::channel::<Vec<T>>();
             outputs.push(receive);
+            returns.push(give_back);
             scope.spawn(move || {
                 let mut index = worker as u64;
                 while index < chunks {
                     let from = Position(after.0 + index * chunk);
                     let to = Position((from.0 + chunk).min(until.0));
-                    let decoded = connection.map_range(from, to, usize::MAX, decode);
+                    let mut buffer = given_back
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                    let decoded = connection
+                        .map_range_into(from, to, usize::MAX, decode, &mut buffer)
+                        .map(|()| buffer);
                     let failed = decoded.is_err();
                     if send.send(decoded).is_err() || failed {
                         return;
@@ -60,13 +71,17 @@ where
             });
         }
         for index in 0..chunks {
-            let output = &outputs[(index % workers) as usize];
-            let decoded = output.recv().context("a reading thread stopped")??;
+            let worker = (index % workers) as usize;
+            let mut decoded = outputs[worker]
+                .recv()
+                .context("a reading thread stopped")??;
             let count = decoded.len() as u64;
-            for item in decoded {
+            for item in decoded.drain(..) {
                 consume(item)?;
             }
             progress.advance(count);
+            // A worker that has finished has dropped its end; the buffer is then just freed.
+            let _ = returns[worker].send(decoded);
         }
         // Dropping the receivers ends any worker still reading ahead.
         drop(outputs);
