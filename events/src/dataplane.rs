@@ -83,7 +83,7 @@ impl DataplaneEvent {
     }
 
     pub fn decode(recorded: &RecordedEvent) -> Result<Self, DecodeError> {
-        upcast::read_current(recorded, |event_type, json| {
+        upcast::read_current(recorded.into(), |event_type, json| {
             Ok(match event_type {
                 "OrphansRemoved" => DataplaneEvent::OrphansRemoved(serde_json::from_str(json)?),
                 "Reconciled" => DataplaneEvent::Reconciled(serde_json::from_str(json)?),

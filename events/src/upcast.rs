@@ -30,13 +30,36 @@ pub enum DecodeError {
     },
 }
 
+/// What decoding reads of a stored event: a reader that holds only these columns (a fold
+/// over millions of rows, borrowing them from SQLite) decodes without building a
+/// [`RecordedEvent`](crate::store::RecordedEvent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredPayload<'a> {
+    pub position: crate::store::Position,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    /// JSON text, exactly as stored.
+    pub payload: &'a str,
+}
+
+impl<'a> From<&'a crate::store::RecordedEvent> for StoredPayload<'a> {
+    fn from(recorded: &'a crate::store::RecordedEvent) -> Self {
+        Self {
+            position: recorded.position,
+            event_type: &recorded.event_type,
+            schema_version: recorded.schema_version,
+            payload: &recorded.payload,
+        }
+    }
+}
+
 /// Reads a stored payload of `event_type` at the current schema version: as stored when it
 /// is current, upcast when older, refused when newer or unknown. `parse` reads the JSON.
 pub(crate) fn read_current<T>(
-    recorded: &crate::store::RecordedEvent,
+    recorded: StoredPayload<'_>,
     parse: impl Fn(&str, &str) -> Result<T, serde_json::Error>,
 ) -> Result<T, DecodeError> {
-    let event_type = recorded.event_type.as_str();
+    let event_type = recorded.event_type;
     let known = current_version(event_type)
         .ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
     let payload_error = |e: serde_json::Error| DecodeError::Payload {
@@ -45,7 +68,7 @@ pub(crate) fn read_current<T>(
         message: e.to_string(),
     };
     if recorded.schema_version == known {
-        return parse(event_type, &recorded.payload).map_err(payload_error);
+        return parse(event_type, recorded.payload).map_err(payload_error);
     }
     if recorded.schema_version > known {
         return Err(DecodeError::NewerVersion {
@@ -54,7 +77,7 @@ pub(crate) fn read_current<T>(
             known,
         });
     }
-    let old: serde_json::Value = serde_json::from_str(&recorded.payload).map_err(payload_error)?;
+    let old: serde_json::Value = serde_json::from_str(recorded.payload).map_err(payload_error)?;
     let current = upcast(event_type, recorded.schema_version, old)?;
     parse(event_type, &current.to_string()).map_err(payload_error)
 }

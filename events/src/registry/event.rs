@@ -104,7 +104,7 @@ impl ServiceEvent {
     }
 
     pub fn decode(recorded: &RecordedEvent) -> Result<Self, DecodeError> {
-        upcast::read_current(recorded, |event_type, json| match event_type {
+        upcast::read_current(recorded.into(), |event_type, json| match event_type {
             "ServiceRegistered" => Ok(ServiceEvent::Registered(serde_json::from_str(json)?)),
             "ServiceUnregistered" => Ok(ServiceEvent::Unregistered(serde_json::from_str(json)?)),
             other => not_ours("network service", other),
@@ -132,7 +132,7 @@ impl EndpointEvent {
     }
 
     pub fn decode(recorded: &RecordedEvent) -> Result<Self, DecodeError> {
-        upcast::read_current(recorded, |event_type, json| match event_type {
+        upcast::read_current(recorded.into(), |event_type, json| match event_type {
             "EndpointRegistered" => Ok(EndpointEvent::Registered(serde_json::from_str(json)?)),
             "EndpointRefreshed" => Ok(EndpointEvent::Refreshed(serde_json::from_str(json)?)),
             "EndpointUnregistered" => Ok(EndpointEvent::Unregistered(serde_json::from_str(json)?)),

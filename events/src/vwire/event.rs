@@ -257,7 +257,12 @@ impl VWireEvent {
 
     /// Reads a stored event, upcasting older schema versions.
     pub fn decode(recorded: &RecordedEvent) -> Result<Self, DecodeError> {
-        upcast::read_current(recorded, Self::from_json)
+        Self::decode_stored(recorded.into())
+    }
+
+    /// [`Self::decode`] from the columns alone.
+    pub fn decode_stored(stored: upcast::StoredPayload<'_>) -> Result<Self, DecodeError> {
+        upcast::read_current(stored, Self::from_json)
     }
 
     fn from_json(event_type: &str, json: &str) -> Result<Self, serde_json::Error> {

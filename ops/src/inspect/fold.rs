@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
-use nsm_events::store::{Position, RecordedEvent};
+use nsm_events::store::Position;
+use nsm_events::upcast::StoredPayload;
 use nsm_events::vwire::{VWIRE_STREAM_PREFIX, VWire, VWireEvent, VWireId};
+use uuid::Uuid;
 
 use super::log::LogFile;
 use super::progress::Progress;
-use super::scan::scan;
+use super::scan::scan_payloads;
 
 /// The vWires as they were at `position`.
 #[derive(Debug, Default)]
@@ -24,15 +26,13 @@ pub(crate) struct Folded {
 /// A decoded event of a vWire stream, or nothing for the other streams.
 type Decoded = Option<(Position, VWireId, Result<VWireEvent, String>)>;
 
-fn decode(event: RecordedEvent) -> Decoded {
-    if !event.stream.as_str().starts_with(VWIRE_STREAM_PREFIX) {
-        return None;
-    }
-    let id = VWireId::from_stream(&event.stream)?;
+fn decode(stream: &str, stored: StoredPayload<'_>) -> Decoded {
+    let id = stream.strip_prefix(VWIRE_STREAM_PREFIX)?;
+    let id = VWireId(Uuid::parse_str(id).ok()?);
     Some((
-        event.position,
+        stored.position,
         id,
-        VWireEvent::decode(&event)
+        VWireEvent::decode_stored(stored)
             .map(slim)
             .map_err(|e| e.to_string()),
     ))
@@ -52,7 +52,7 @@ pub(crate) fn state_at(log: &LogFile, position: Position) -> anyhow::Result<Fold
         vwires: HashMap::with_capacity((total / 4).min(1 << 20) as usize),
         ..Folded::default()
     };
-    scan(
+    scan_payloads(
         log,
         Position::START,
         position,

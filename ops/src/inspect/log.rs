@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use nsm_events::store::{OpenOptions, Position, RecordedEvent, SqliteStore, StreamId};
+use nsm_events::upcast::StoredPayload;
 use rusqlite::{Connection, OpenFlags, Row, params};
 use uuid::Uuid;
 
@@ -177,6 +178,45 @@ impl LogFile {
             let event = recorded_event(row)?
                 .with_context(|| format!("cannot read the event log {}", self.path.display()))?;
             mapped.push(map(event));
+        }
+        Ok(())
+    }
+
+    /// Like [`Self::map_range_into`] for readers that need no more than decoding reads: each
+    /// row is lent as its stream and [`StoredPayload`], borrowed from SQLite, so nothing is
+    /// copied, allocated or parsed for the columns such a reader ignores (on a fold of
+    /// millions of events, that was a fifth of the time).
+    pub(crate) fn map_payloads_into<T>(
+        &self,
+        after: Position,
+        until: Position,
+        mut map: impl FnMut(&str, StoredPayload<'_>) -> T,
+        mapped: &mut Vec<T>,
+    ) -> anyhow::Result<()> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT position, stream, event_type, schema_version, payload FROM events \
+             WHERE position > ?1 AND position <= ?2 ORDER BY position",
+        )?;
+        let mut rows = statement.query(params![after.0 as i64, until.0 as i64])?;
+        while let Some(row) = rows.next()? {
+            let position: i64 = row.get(0)?;
+            let bad = |what: &str| anyhow::anyhow!("the event at position {position} has {what}");
+            let text = |column: usize, what: &str| {
+                row.get_ref(column)?
+                    .as_str()
+                    .map_err(|_| bad(&format!("{what} that is not text")))
+            };
+            let stream = text(1, "a stream")?;
+            let stored = StoredPayload {
+                position: Position(
+                    u64::try_from(position).map_err(|_| bad("a negative position"))?,
+                ),
+                event_type: text(2, "an event type")?,
+                schema_version: u32::try_from(row.get::<_, i64>(3)?)
+                    .map_err(|_| bad("a schema version out of range"))?,
+                payload: text(4, "a payload")?,
+            };
+            mapped.push(map(stream, stored));
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use std::sync::mpsc;
 
 use anyhow::Context;
 use nsm_events::store::{Position, RecordedEvent};
+use nsm_events::upcast::StoredPayload;
 
 use super::log::{CHUNK, LogFile};
 use super::progress::Progress;
@@ -19,11 +20,53 @@ pub(crate) fn scan<T, D, C>(
     until: Position,
     progress: &Progress,
     decode: D,
-    mut consume: C,
+    consume: C,
 ) -> anyhow::Result<()>
 where
     T: Send,
     D: Fn(RecordedEvent) -> T + Sync,
+    C: FnMut(T) -> anyhow::Result<()>,
+{
+    let read = |connection: &LogFile, from, to, buffer: &mut Vec<T>| {
+        connection.map_range_into(from, to, usize::MAX, &decode, buffer)
+    };
+    scan_with(log, after, until, progress, read, consume)
+}
+
+/// [`scan`] for a `decode` that needs only a row's stream and what decoding reads
+/// ([`LogFile::map_payloads_into`]): the fast way to fold the whole log.
+pub(crate) fn scan_payloads<T, D, C>(
+    log: &LogFile,
+    after: Position,
+    until: Position,
+    progress: &Progress,
+    decode: D,
+    consume: C,
+) -> anyhow::Result<()>
+where
+    T: Send,
+    D: Fn(&str, StoredPayload<'_>) -> T + Sync,
+    C: FnMut(T) -> anyhow::Result<()>,
+{
+    let read = |connection: &LogFile, from, to, buffer: &mut Vec<T>| {
+        connection.map_payloads_into(from, to, &decode, buffer)
+    };
+    scan_with(log, after, until, progress, read, consume)
+}
+
+/// The engine of both: `read` fills a buffer with one chunk's results, on a worker thread
+/// with its own connection.
+fn scan_with<T, R, C>(
+    log: &LogFile,
+    after: Position,
+    until: Position,
+    progress: &Progress,
+    read: R,
+    mut consume: C,
+) -> anyhow::Result<()>
+where
+    T: Send,
+    R: Fn(&LogFile, Position, Position, &mut Vec<T>) -> anyhow::Result<()> + Sync,
     C: FnMut(T) -> anyhow::Result<()>,
 {
     if until <= after {
@@ -39,7 +82,7 @@ where
         .collect::<anyhow::Result<Vec<_>>>()?;
     let workers = connections.len() as u64;
     std::thread::scope(|scope| {
-        let decode = &decode;
+        let read = &read;
         let mut outputs = Vec::new();
         let mut returns = Vec::new();
         for (worker, connection) in connections.into_iter().enumerate() {
@@ -59,9 +102,7 @@ where
                     let mut buffer = given_back
                         .try_recv()
                         .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-                    let decoded = connection
-                        .map_range_into(from, to, usize::MAX, decode, &mut buffer)
-                        .map(|()| buffer);
+                    let decoded = read(&connection, from, to, &mut buffer).map(|()| buffer);
                     let failed = decoded.is_err();
                     if send.send(decoded).is_err() || failed {
                         return;
