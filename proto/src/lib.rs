@@ -36,15 +36,17 @@
 //! * Code is generated in `build.rs` by `protox` (pure Rust, no system `protoc`) and
 //!   `tonic-prost-build`; nothing generated is checked in.
 //!
-//! [`transport`] turns `unix://` and `tcp://` URLs into channels and listen addresses.
+//! [`transport`] turns `unix://` and `tcp://` URLs into channels and listen addresses;
+//! [`listen`] binds them and serves gRPC on them.
 //!
-//! [`convert`] turns these wire types into the domain types of `nsm-events` (validating, with
+//! [`convert`] turns these wire types into the domain types of `nsm-domain` (validating, with
 //! errors that name the field and become gRPC `InvalidArgument`) and back (lossless).
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod convert;
+pub mod listen;
 pub mod monitor;
 pub mod transport;
 

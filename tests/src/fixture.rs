@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nsm_events::store::{EventStore, OpenOptions, SqliteStore, StreamId};
+use nsm_log::store::{EventStore, OpenOptions, SqliteStore, StreamId};
 use nsm_proto::connection::Connection;
 use nsm_proto::networkservice::NetworkServiceRequest;
 use tonic::Request;

@@ -17,7 +17,7 @@ pub mod programs;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use nsm_events::store::{EventStore, Position, RecordedEvent};
+use nsm_log::store::{EventStore, Position, RecordedEvent};
 use uuid::Uuid;
 
 /// What a full read of a log found, with every invariant checked.

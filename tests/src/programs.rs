@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use nsm_events::store::{OpenOptions, RecordedEvent, SqliteStore};
+use nsm_log::store::{OpenOptions, RecordedEvent, SqliteStore};
 use nsm_proto::networkservice::network_service_client::NetworkServiceClient;
 use nsm_proto::registry::network_service_endpoint_registry_client::NetworkServiceEndpointRegistryClient;
 use nsm_proto::registry::{NetworkServiceEndpoint, NetworkServiceEndpointQuery};

@@ -5,7 +5,7 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nsm_events::store::{OpenOptions, Position, SqliteStore};
+use nsm_log::store::{OpenOptions, Position, SqliteStore};
 use nsm_tests::audit_log;
 use rand::Rng;
 use uuid::Uuid;

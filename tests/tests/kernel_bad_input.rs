@@ -4,7 +4,7 @@
 //!
 //! Root only (network namespaces); skipped outside CI without it, failed under `CI=true`.
 
-use nsm_events::vwire::{FailureStage, VWireEvent};
+use nsm_domain::vwire::{FailureStage, VWireEvent};
 use nsm_tests::kernel::kernel_mesh;
 use nsm_tests::mesh::kernel_request;
 use nsm_tests::netns::{TestNet, can_run, run};

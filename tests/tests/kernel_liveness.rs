@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use nsm_events::vwire::{ClosedBy, VWireEvent};
+use nsm_domain::vwire::{ClosedBy, VWireEvent};
 use nsm_tests::kernel::{addresses, kernel_mesh, request_icmp, vwire_of};
 use nsm_tests::mesh::Node;
 use nsm_tests::netns::{TestNet, can_run, run};

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use nsm_events::vwire::VWireEvent;
+use nsm_domain::vwire::VWireEvent;
 use nsm_proto::connection::Connection;
 use nsm_tests::kernel::{addresses, kernel_mesh, request_icmp, vwire_of};
 use nsm_tests::mesh::{Node, kernel_request};
@@ -135,8 +135,8 @@ async fn a_link_tagged_for_an_unknown_vwire_is_gone_after_restart_and_others_are
     let removed = dataplane
         .iter()
         .filter_map(
-            |e| match nsm_events::dataplane::DataplaneEvent::decode(e).unwrap() {
-                nsm_events::dataplane::DataplaneEvent::OrphansRemoved(removed) => Some(removed),
+            |e| match nsm_domain::dataplane::DataplaneEvent::decode(e).unwrap() {
+                nsm_domain::dataplane::DataplaneEvent::OrphansRemoved(removed) => Some(removed),
                 _ => None,
             },
         )

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use nsm_events::store::{
-    AppendRequest, Causation, EventStore, ExpectedVersion, OpenOptions, SqliteStore,
-};
-use nsm_events::vwire::projection::change_for;
-use nsm_events::vwire::{
+use nsm_domain::vwire::{
     Command, Mechanism, MechanismClass, Path, ServiceName, SpiffeId, VWire, VWireId, VWireRequest,
     decide,
+};
+use nsm_log::projection::vwire::change_for;
+use nsm_log::store::{
+    AppendRequest, Causation, EventStore, ExpectedVersion, OpenOptions, SqliteStore,
 };
 use nsm_tests::mesh::nsm_binary;
 use tokio::time::Instant;

@@ -325,7 +325,7 @@ async fn commands_refuse_what_is_not_a_log_they_can_read() {
     conn.close().await.unwrap();
     let newer = dir.path().join("newer.db");
     {
-        let store = nsm_events::store::SqliteStore::open(&newer, Default::default())
+        let store = nsm_log::store::SqliteStore::open(&newer, Default::default())
             .await
             .unwrap();
         store.close().await;

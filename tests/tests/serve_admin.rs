@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use nsm_events::store::{EventStore, OpenOptions, Position, SqliteStore};
+use nsm_log::store::{EventStore, OpenOptions, Position, SqliteStore};
 use nsm_tests::mesh::{Node, first_request, nsm_binary, request_vwire};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::Code;

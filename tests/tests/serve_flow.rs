@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nsm_events::store::{OpenOptions, SqliteStore};
+use nsm_log::store::{OpenOptions, SqliteStore};
 use nsm_proto::connection::{ConnectionEventType, MonitorScopeSelector, State};
 use nsm_tests::mesh::{Node, first_request, node_with_endpoint, refresh_request, request_vwire};
 use tokio_stream::StreamExt;
@@ -13,7 +13,7 @@ async fn event_types(node: &Node, stream_of: &str) -> Vec<String> {
         .await
         .expect("open the log read-only");
     let stream = format!("vwire-{stream_of}");
-    let events = nsm_events::store::EventStore::read_stream(&store, &stream.try_into().unwrap(), 1)
+    let events = nsm_log::store::EventStore::read_stream(&store, &stream.try_into().unwrap(), 1)
         .await
         .unwrap();
     events.into_iter().map(|e| e.event_type).collect()

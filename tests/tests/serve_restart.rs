@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use nsm_events::store::{EventStore, OpenOptions, SqliteStore};
+use nsm_log::store::{EventStore, OpenOptions, SqliteStore};
 use nsm_proto::connection::{ConnectionEventType, MonitorScopeSelector, State};
 use nsm_proto::registry::{NetworkServiceEndpoint, NetworkServiceEndpointQuery};
 use nsm_tests::mesh::{Node, first_request, node_with_endpoint};

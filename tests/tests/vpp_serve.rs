@@ -10,7 +10,7 @@ use std::time::Duration;
 use nsm_proto::connection::Mechanism;
 use nsm_tests::mesh::{Node, first_request, node_with_endpoint};
 use nsm_tests::programs::streams;
-use nsm_vpp::simulator::{SimInterface, SimKind, Simulator, SimulatorConfig};
+use nsm_vpp_simulator::{SimInterface, SimKind, Simulator, SimulatorConfig};
 
 fn memif() -> Mechanism {
     Mechanism {

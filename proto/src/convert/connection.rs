@@ -1,6 +1,6 @@
 //! `connection` and `connectioncontext` wire types ↔ vWire domain types.
 
-use nsm_events::vwire::{
+use nsm_domain::vwire::{
     ConnectionContext, DnsConfig, EthernetContext, ExtraPrefixRequest, IpContext, IpFamily,
     IpNeighbor, Mechanism, MechanismClass, Path, PathSegment, PolicyRoute, Route,
 };

@@ -13,8 +13,8 @@ mod vwire;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use nsm_events::registry::validate_labels;
-use nsm_events::vwire::{Labels, LifecycleError};
+use nsm_domain::registry::validate_labels;
+use nsm_domain::vwire::{Labels, LifecycleError};
 
 pub use connection::{
     context_from_wire, context_to_wire, mechanism_from_wire, mechanism_to_wire, path_from_wire,

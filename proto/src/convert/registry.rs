@@ -1,11 +1,11 @@
 //! `registry` wire types ↔ registry domain types.
 
 use chrono::{DateTime, Utc};
-use nsm_events::registry::{
+use nsm_domain::registry::{
     Destination, EndpointName, EndpointSpec, EndpointState, EndpointUrl, Match, NetworkService,
     Payload,
 };
-use nsm_events::vwire::ServiceName;
+use nsm_domain::vwire::ServiceName;
 
 use super::{ConversionError, labels_from_wire, labels_to_wire, time_from_wire, time_to_wire};
 use crate::registry as wire;

@@ -1,11 +1,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use nsm_events::registry::{
+use nsm_domain::registry::{
     Destination, EndpointName, EndpointSpec, EndpointState, EndpointStatus, EndpointUrl, Match,
     NetworkService, Payload, Registration,
 };
-use nsm_events::vwire::{
+use nsm_domain::vwire::{
     ConnectionContext, DnsConfig, EthernetContext, ExtraPrefixRequest, IpContext, IpFamily,
     IpNeighbor, Mechanism, MechanismClass, Path, PathSegment, PolicyRoute, Route, ServiceName,
 };

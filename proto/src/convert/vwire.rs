@@ -1,7 +1,7 @@
 //! A vWire's state as NSM's `connection.Connection`: what MonitorConnections shows, what a
 //! Request returns, and what a Close tells the endpoint.
 
-use nsm_events::vwire::{Status, VWire};
+use nsm_domain::vwire::{Status, VWire};
 
 use super::{context_to_wire, labels_to_wire, mechanism_to_wire, path_to_wire};
 use crate::connection as wire;

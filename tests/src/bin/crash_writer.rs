@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
-use nsm_events::store::{
+use nsm_log::store::{
     AppendRequest, Causation, EventStore, ExpectedVersion, NewEvent, OpenOptions, SqliteStore,
     StreamId,
 };
