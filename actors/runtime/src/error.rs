@@ -4,6 +4,8 @@ use nsm_domain::vwire::{FoldError, Labels, LifecycleError, VWireId};
 use nsm_log::StoreError;
 use nsm_log::projection::vwire::ReplayError;
 
+use crate::next_hop::NextHopError;
+
 use nsm_dataplane::DataplaneError;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,8 +54,12 @@ pub enum ActorError {
 
     /// The vWire's endpoint refused a refresh or did not answer; nothing was recorded and
     /// the vWire keeps its deadline. Retry the refresh.
-    #[error("endpoint {endpoint} refused the refresh: {reason}")]
-    EndpointRefused { endpoint: String, reason: String },
+    #[error("endpoint {endpoint} refused the refresh: {refusal}")]
+    EndpointRefused {
+        endpoint: String,
+        /// What the endpoint (or the transport) said, with its own status code.
+        refusal: NextHopError,
+    },
 
     /// The data plane could not plumb the vWire.
     #[error(transparent)]

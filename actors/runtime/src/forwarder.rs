@@ -4,26 +4,23 @@
 //! Plumbing runs concurrently — one vWire's actor already serialises what happens to that
 //! vWire — but never while a sweep lists and removes orphans: each operation holds a shared
 //! gate for its duration and a sweep holds it alone, so a sweep never sees a pair half-made
-//! by a call in flight. The sweep is also one exclusive step of the actor, so nothing new
-//! starts before it ends.
+//! by a call in flight. The gate is fair (tokio's `RwLock`): once a sweep waits, operations
+//! that arrive after it wait for it to end, so nothing new starts before it ends.
 //!
-//! Reached through [`ForwarderHandle`]; the data plane behind it is any [`Dataplane`] (dry
-//! run, kernel, and VPP in its own issue).
+//! A plain, cloneable struct rather than an actor: all it owns is the gate, and an actor's
+//! mailbox in front of it only added a hop and a "stopped" failure that could not happen.
+//! The data plane behind it is any [`Dataplane`] (dry run, kernel, VPP).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use nsm_domain::vwire::{DataplaneWork, Mechanism, Plumbing, VWireId};
 use tokio::sync::RwLock;
 
 use crate::error::ActorError;
 use crate::stats::DataplaneStats;
 use nsm_dataplane::{Dataplane, DataplaneError, DataplaneObject, End, Liveness, PlumbRequest};
-
-/// Calls queued for the forwarder before callers wait: one per vWire being set up.
-const MAILBOX_CAPACITY: usize = 4096;
 
 /// What a sweep removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,122 +31,21 @@ pub struct Sweep {
     pub work: Option<DataplaneWork>,
 }
 
-struct Forwarder {
-    dataplane: Arc<dyn Dataplane>,
-    gate: Arc<RwLock<()>>,
-}
-
-impl Actor for Forwarder {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-    }
-}
-
-/// The data-plane operations a vWire asks for, each run under the shared gate.
-enum Operation {
-    Plumb(PlumbRequest),
-    Unplumb(VWireId, Box<Plumbing>),
-    Verify(PlumbRequest),
-    Probe(PlumbRequest, Duration),
-}
-
-/// What an [`Operation`] gave.
-enum Outcome {
-    Work(DataplaneWork),
-    Problems(Vec<String>),
-    Liveness(Liveness),
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<Outcome, DataplaneError>")]
-struct Run(Operation);
-
-impl Handler<Run> for Forwarder {
-    type Result = ResponseFuture<Result<Outcome, DataplaneError>>;
-
-    fn handle(&mut self, msg: Run, _: &mut Context<Self>) -> Self::Result {
-        let dataplane = &self.dataplane;
-        let work = match msg.0 {
-            Operation::Plumb(request) => {
-                let fut = dataplane.plumb(request);
-                Box::pin(async move { fut.await.map(Outcome::Work) })
-                    as futures::future::BoxFuture<'static, _>
-            }
-            Operation::Unplumb(vwire, plumbing) => {
-                let fut = dataplane.unplumb(vwire, &plumbing);
-                Box::pin(async move { fut.await.map(Outcome::Work) })
-            }
-            Operation::Verify(request) => {
-                let fut = dataplane.verify(request);
-                Box::pin(async move { fut.await.map(Outcome::Problems) })
-            }
-            Operation::Probe(request, timeout) => {
-                let fut = dataplane.probe(request, timeout);
-                Box::pin(async move { fut.await.map(Outcome::Liveness) })
-            }
-        };
-        let gate = self.gate.clone();
-        Box::pin(async move {
-            let _shared = gate.read_owned().await;
-            work.await
-        })
-    }
-}
-
-/// Lists the data plane's objects and removes those whose vWire is not in `owned`.
-#[derive(Message)]
-#[rtype(result = "Result<Sweep, DataplaneError>")]
-struct SweepOrphans {
-    owned: HashSet<VWireId>,
-}
-
-impl Handler<SweepOrphans> for Forwarder {
-    type Result = AtomicResponse<Self, Result<Sweep, DataplaneError>>;
-
-    fn handle(&mut self, msg: SweepOrphans, _: &mut Context<Self>) -> Self::Result {
-        let dataplane = self.dataplane.clone();
-        let gate = self.gate.clone();
-        let work = async move {
-            let _alone = gate.write_owned().await;
-            let found = dataplane.inventory().await?;
-            let orphans: Vec<DataplaneObject> = found
-                .into_iter()
-                .filter(|o| o.vwire.is_none_or(|id| !msg.owned.contains(&id)))
-                .collect();
-            if orphans.is_empty() {
-                return Ok(Sweep::default());
-            }
-            let work = dataplane.remove(orphans.clone()).await?;
-            Ok(Sweep {
-                removed: orphans,
-                work: Some(work),
-            })
-        };
-        AtomicResponse::new(Box::pin(work.into_actor(self)))
-    }
-}
-
-/// A handle to the node's Forwarder.
+/// The node's Forwarder. Clones share the data plane, the gate and the counters.
 #[derive(Debug, Clone)]
-pub struct ForwarderHandle {
-    addr: Addr<Forwarder>,
-    /// For what needs no message: the data plane's name and mechanism choices.
+pub struct Forwarder {
     dataplane: Arc<dyn Dataplane>,
+    /// Shared by each operation in flight, held alone by a sweep.
+    gate: Arc<RwLock<()>>,
     stats: Arc<DataplaneStats>,
 }
 
-impl ForwarderHandle {
-    /// Starts the Forwarder over `dataplane` on the current arbiter (inside the System).
-    pub fn start(dataplane: Arc<dyn Dataplane>) -> Self {
-        let forwarder = Forwarder {
-            dataplane: dataplane.clone(),
-            gate: Arc::new(RwLock::new(())),
-        };
+impl Forwarder {
+    /// The Forwarder over `dataplane`.
+    pub fn new(dataplane: Arc<dyn Dataplane>) -> Self {
         Self {
-            addr: forwarder.start(),
             dataplane,
+            gate: Arc::new(RwLock::new(())),
             stats: Arc::default(),
         }
     }
@@ -183,18 +79,13 @@ impl ForwarderHandle {
         self.dataplane.complete(vwire, end, mechanism)
     }
 
-    async fn run(&self, operation: Operation) -> Result<Outcome, ActorError> {
-        Ok(self.addr.send(Run(operation)).await??)
-    }
-
     pub async fn plumb(&self, request: PlumbRequest) -> Result<DataplaneWork, ActorError> {
-        let done = match self.run(Operation::Plumb(request)).await {
-            Ok(Outcome::Work(work)) => Ok(work),
-            Ok(_) => Err(ActorError::Stopped),
-            Err(e) => Err(e),
+        let done = {
+            let _shared = self.gate.read().await;
+            self.dataplane.plumb(request).await
         };
         self.stats.plumbed(done.is_ok());
-        done
+        Ok(done?)
     }
 
     pub async fn unplumb(
@@ -202,22 +93,18 @@ impl ForwarderHandle {
         vwire: VWireId,
         plumbing: &Plumbing,
     ) -> Result<DataplaneWork, ActorError> {
-        let operation = Operation::Unplumb(vwire, Box::new(plumbing.clone()));
-        let done = match self.run(operation).await {
-            Ok(Outcome::Work(work)) => Ok(work),
-            Ok(_) => Err(ActorError::Stopped),
-            Err(e) => Err(e),
+        let done = {
+            let _shared = self.gate.read().await;
+            self.dataplane.unplumb(vwire, plumbing).await
         };
         self.stats.unplumbed(done.is_ok());
-        done
+        Ok(done?)
     }
 
     /// What is missing or wrong with a plumbed vWire; empty when whole.
     pub async fn verify(&self, request: PlumbRequest) -> Result<Vec<String>, ActorError> {
-        match self.run(Operation::Verify(request)).await? {
-            Outcome::Problems(problems) => Ok(problems),
-            _ => Err(ActorError::Stopped),
-        }
+        let _shared = self.gate.read().await;
+        Ok(self.dataplane.verify(request).await?)
     }
 
     pub async fn probe(
@@ -225,17 +112,34 @@ impl ForwarderHandle {
         request: PlumbRequest,
         timeout: Duration,
     ) -> Result<Liveness, ActorError> {
-        match self.run(Operation::Probe(request, timeout)).await? {
-            Outcome::Liveness(liveness) => Ok(liveness),
-            _ => Err(ActorError::Stopped),
-        }
+        let _shared = self.gate.read().await;
+        Ok(self.dataplane.probe(request, timeout).await?)
     }
 
     /// Removes every object of the data plane whose vWire is not in `owned`, with nothing
     /// else running on the data plane meanwhile.
     pub async fn sweep(&self, owned: HashSet<VWireId>) -> Result<Sweep, ActorError> {
-        let sweep = self.addr.send(SweepOrphans { owned }).await??;
+        let sweep = {
+            let _alone = self.gate.write().await;
+            self.remove_orphans(owned).await?
+        };
         self.stats.orphans_removed(sweep.removed.len());
         Ok(sweep)
+    }
+
+    async fn remove_orphans(&self, owned: HashSet<VWireId>) -> Result<Sweep, DataplaneError> {
+        let found = self.dataplane.inventory().await?;
+        let orphans: Vec<DataplaneObject> = found
+            .into_iter()
+            .filter(|o| o.vwire.is_none_or(|id| !owned.contains(&id)))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(Sweep::default());
+        }
+        let work = self.dataplane.remove(orphans.clone()).await?;
+        Ok(Sweep {
+            removed: orphans,
+            work: Some(work),
+        })
     }
 }

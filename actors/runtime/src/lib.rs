@@ -35,11 +35,11 @@ pub mod stats;
 mod vwire;
 
 pub use error::ActorError;
-pub use forwarder::{ForwarderHandle, Sweep};
+pub use forwarder::{Forwarder, Sweep};
 pub use journal::Journal;
 pub use manager::{ManagerConfig, ManagerHandle, ReplayReport};
 pub use mesh::{ConnectRequest, DEFAULT_REQUEST_TIMEOUT, LivenessConfig, Mesh};
-pub use next_hop::{GrpcNextHop, NextHop};
+pub use next_hop::{NextHop, NextHopError};
 pub use reconcile::ReconcileReport;
 pub use registry::{RegistryChange, RegistryConfig, RegistryHandle, RegistryReport};
 pub use vwire::VWireHandle;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nsm_domain::vwire::{ConnectionContext, VWireRequest};
 
-use crate::forwarder::ForwarderHandle;
+use crate::forwarder::Forwarder;
 use crate::next_hop::NextHop;
 use crate::registry::RegistryHandle;
 
@@ -22,7 +22,7 @@ pub struct Mesh {
     pub node: String,
     pub registry: RegistryHandle,
     pub next_hop: Arc<dyn NextHop>,
-    pub forwarder: ForwarderHandle,
+    pub forwarder: Forwarder,
     /// How long an endpoint has to answer one Request or Close.
     pub request_timeout: Duration,
     /// Probe every established vWire's datapath this way; `None`: no probes.

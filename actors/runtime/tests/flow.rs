@@ -14,17 +14,15 @@ use futures::future::BoxFuture;
 use nsm_dataplane::{Dataplane, DataplaneError, DataplaneObject, DryRun, Liveness, PlumbRequest};
 use nsm_domain::registry::{EndpointName, EndpointSpec, EndpointUrl, NetworkService, Payload};
 use nsm_domain::vwire::{
-    ClosedBy, DataplaneWork, Mechanism, MechanismClass, Path, PathSegment, Plumbing, ServiceName,
-    Status, VWireId, VWireRequest,
+    ClosedBy, ConnectionContext, DataplaneWork, HopConnection, HopReply, HopRequest, IpContext,
+    Mechanism, MechanismClass, Path, PathSegment, Plumbing, ServiceName, Status, StatusCode,
+    VWireId, VWireRequest,
 };
 use nsm_log::store::{Causation, EventStore, MemoryStore};
-use nsm_proto::connection::{Connection, PathSegment as WireSegment};
-use nsm_proto::connectioncontext::{ConnectionContext, IpContext};
-use nsm_proto::networkservice::NetworkServiceRequest;
 use nsm_runtime::clock::{Clock, PausedClock};
 use nsm_runtime::{
-    ActorError, ConnectRequest, ForwarderHandle, Journal, LivenessConfig, ManagerConfig,
-    ManagerHandle, Mesh, NextHop, RegistryConfig, RegistryHandle,
+    ActorError, ConnectRequest, Forwarder, Journal, LivenessConfig, ManagerConfig, ManagerHandle,
+    Mesh, NextHop, NextHopError, RegistryConfig, RegistryHandle,
 };
 use support::{Node, events_in as events, origin, request, run_paused};
 
@@ -40,41 +38,48 @@ impl NextHop for ScriptedHop {
     fn request(
         &self,
         url: &str,
-        request: NetworkServiceRequest,
+        request: HopRequest,
         _: Duration,
-    ) -> BoxFuture<'static, Result<Connection, tonic::Status>> {
+    ) -> BoxFuture<'static, Result<HopReply, NextHopError>> {
         self.requests.lock().unwrap().push(url.to_owned());
         let down = self.down.lock().unwrap().contains(url);
         Box::pin(async move {
             if down {
-                return Err(tonic::Status::unavailable("connection refused"));
+                return Err(NextHopError::status(
+                    StatusCode::Unavailable,
+                    "connection refused",
+                ));
             }
-            let mut connection = request.connection.unwrap();
-            let path = connection.path.as_mut().unwrap();
-            path.path_segments.push(WireSegment {
+            let mut path = request.connection.path;
+            path.segments.push(PathSegment {
                 name: "nse".into(),
                 id: "nse-conn".into(),
-                ..Default::default()
+                token: String::new(),
+                expires: None,
+                metrics: BTreeMap::new(),
             });
-            connection.mechanism = request.mechanism_preferences.first().cloned();
-            connection.context = Some(ConnectionContext {
-                ip_context: Some(IpContext {
+            let context = ConnectionContext {
+                ip: IpContext {
                     src_ip_addrs: vec!["10.0.0.1/32".into()],
                     dst_ip_addrs: vec!["10.0.0.2/32".into()],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-            Ok(connection)
+                    ..IpContext::default()
+                },
+                ..ConnectionContext::default()
+            };
+            Ok(HopReply {
+                mechanism: request.mechanism_preferences.first().cloned().unwrap(),
+                context,
+                path,
+            })
         })
     }
 
     fn close(
         &self,
         url: &str,
-        connection: Connection,
+        connection: HopConnection,
         _: Duration,
-    ) -> BoxFuture<'static, Result<(), tonic::Status>> {
+    ) -> BoxFuture<'static, Result<(), NextHopError>> {
         self.closes
             .lock()
             .unwrap()
@@ -260,7 +265,7 @@ async fn mesh_probing(
         node: "node-a".into(),
         registry,
         next_hop: hop.clone(),
-        forwarder: ForwarderHandle::start(dataplane),
+        forwarder: Forwarder::new(dataplane),
         request_timeout: Duration::from_secs(1),
         liveness,
     });

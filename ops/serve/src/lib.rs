@@ -33,6 +33,7 @@ pub mod logging;
 mod metrics;
 mod monitor;
 mod network_service;
+mod next_hop;
 mod otlp;
 mod registry;
 mod status;
@@ -53,8 +54,7 @@ use nsm_proto::registry::network_service_endpoint_registry_server::NetworkServic
 use nsm_proto::registry::network_service_registry_server::NetworkServiceRegistryServer;
 use nsm_runtime::clock::SystemClock;
 use nsm_runtime::{
-    ForwarderHandle, GrpcNextHop, Journal, ManagerConfig, ManagerHandle, Mesh, RegistryConfig,
-    RegistryHandle,
+    Forwarder, Journal, ManagerConfig, ManagerHandle, Mesh, RegistryConfig, RegistryHandle,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -65,6 +65,7 @@ use admin::{AdminServer, Readiness, Stage};
 pub use config::ServeArgs;
 use config::{DataplaneKind, ServeConfig};
 use metrics::Metrics;
+use next_hop::GrpcNextHop;
 use nsm_proto::listen::Listener;
 
 /// How long in-flight calls get to finish after SIGINT/SIGTERM (monitor and watch streams
@@ -133,7 +134,7 @@ async fn node(
     );
     let dataplane = dataplane(config).await?;
     let lost_state = dataplane.lost_state();
-    let forwarder = ForwarderHandle::start(dataplane);
+    let forwarder = Forwarder::new(dataplane);
     let dataplane_stats = forwarder.stats();
     let mesh = Arc::new(Mesh {
         node: config.node.clone(),

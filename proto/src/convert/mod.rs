@@ -21,7 +21,7 @@ pub use connection::{
     path_to_wire,
 };
 pub use registry::{endpoint_from_wire, endpoint_to_wire, service_from_wire, service_to_wire};
-pub use vwire::{Side, vwire_to_wire};
+pub use vwire::{Side, hop_reply_from_wire, hop_request_to_wire, hop_to_wire, vwire_to_wire};
 
 /// A wire value that does not make a valid domain value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,48 +1,68 @@
-//! A vWire's state as NSM's `connection.Connection`: what MonitorConnections shows, what a
-//! Request returns, and what a Close tells the endpoint.
+//! A vWire at one hop as NSM's `connection.Connection`: what MonitorConnections shows, what a
+//! Request returns, what a Close tells the endpoint, and what this node forwards to the next
+//! hop and reads back from it.
 
-use nsm_domain::vwire::{Status, VWire};
+use nsm_domain::vwire::{HopConnection, HopReply, HopRequest, VWire};
 
-use super::{context_to_wire, labels_to_wire, mechanism_to_wire, path_to_wire};
+pub use nsm_domain::vwire::Side;
+
+use super::{
+    context_from_wire, context_to_wire, labels_to_wire, mechanism_from_wire, mechanism_to_wire,
+    path_from_wire, path_to_wire,
+};
 use crate::connection as wire;
-
-/// Which end of the vWire the connection describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// As the client sees it: the client's mechanism.
-    Client,
-    /// As the endpoint sees it: the endpoint's mechanism (for a Close forwarded to it).
-    Endpoint,
-}
+use crate::networkservice::NetworkServiceRequest;
 
 /// The vWire at this node's hop: `id` is the vWire id (this hop's path segment id) and the
 /// path's index is this hop's. A vWire that is not established reads as `DOWN`.
 pub fn vwire_to_wire(vwire: &VWire, side: Side) -> wire::Connection {
-    let mechanism = match (side, &vwire.plumbing, &vwire.connection) {
-        (Side::Endpoint, Some(plumbing), _) => Some(&plumbing.endpoint_mechanism),
-        (_, _, Some(connection)) => Some(&connection.mechanism),
-        _ => None,
-    };
-    let state = match vwire.status {
-        Status::Established => wire::State::Up,
-        _ => wire::State::Down,
+    hop_to_wire(&HopConnection::of(vwire, side))
+}
+
+/// A connection as one hop describes it to the next.
+pub fn hop_to_wire(hop: &HopConnection) -> wire::Connection {
+    let state = if hop.up {
+        wire::State::Up
+    } else {
+        wire::State::Down
     };
     wire::Connection {
-        id: vwire.id.to_string(),
-        network_service: vwire.service.to_string(),
-        mechanism: mechanism.map(mechanism_to_wire),
-        context: vwire
-            .connection
-            .as_ref()
-            .map(|c| context_to_wire(&c.context)),
-        labels: labels_to_wire(&vwire.labels),
-        path: Some(path_to_wire(&vwire.path)),
-        network_service_endpoint_name: vwire
-            .connection
-            .as_ref()
-            .map(|c| c.endpoint.name.clone())
-            .unwrap_or_default(),
+        id: hop.id.clone(),
+        network_service: hop.service.to_string(),
+        mechanism: hop.mechanism.as_ref().map(mechanism_to_wire),
+        context: hop.context.as_ref().map(context_to_wire),
+        labels: labels_to_wire(&hop.labels),
+        path: Some(path_to_wire(&hop.path)),
+        network_service_endpoint_name: hop.endpoint_name.clone(),
         payload: String::new(),
         state: state.into(),
     }
+}
+
+/// A Request forwarded to the next hop.
+pub fn hop_request_to_wire(request: &HopRequest) -> NetworkServiceRequest {
+    NetworkServiceRequest {
+        connection: Some(hop_to_wire(&request.connection)),
+        mechanism_preferences: request
+            .mechanism_preferences
+            .iter()
+            .map(mechanism_to_wire)
+            .collect(),
+    }
+}
+
+/// The next hop's answer to a Request: a chosen mechanism, a valid context and a path; what
+/// is wrong with it otherwise, naming the field.
+pub fn hop_reply_from_wire(reply: wire::Connection) -> Result<HopReply, String> {
+    let mechanism = reply.mechanism.as_ref().ok_or("it chose no mechanism")?;
+    let mechanism = mechanism_from_wire("mechanism", mechanism).map_err(|e| e.to_string())?;
+    let context = context_from_wire("context", &reply.context.unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let path =
+        path_from_wire("path", &reply.path.unwrap_or_default()).map_err(|e| e.to_string())?;
+    Ok(HopReply {
+        mechanism,
+        context,
+        path,
+    })
 }

@@ -16,19 +16,16 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use chrono::{DateTime, Utc};
 use nsm_domain::vwire::{
-    Command, ConnectionContext, EndpointRef, FailureCode, FailureStage, LifecycleError, Mechanism,
-    Path, Plumbing, Status, VWire, VWireEvent, VWireId, decide_all,
+    Command, ConnectionContext, EndpointRef, FailureCode, FailureStage, HopConnection, HopReply,
+    HopRequest, LifecycleError, Mechanism, Path, Plumbing, Side, Status, VWire, VWireEvent,
+    VWireId, decide_all,
 };
 use nsm_log::store::Causation;
-use nsm_proto::convert::{
-    Side, context_from_wire, context_to_wire, labels_to_wire, mechanism_from_wire,
-    mechanism_to_wire, path_from_wire, path_to_wire, vwire_to_wire,
-};
-use nsm_proto::{connection as wire, networkservice::NetworkServiceRequest};
 
 use crate::error::ActorError;
 use crate::journal::Journal;
 use crate::mesh::{ConnectRequest, Mesh};
+use crate::next_hop::NextHopError;
 use nsm_dataplane::{DataplaneError, End, PlumbRequest};
 
 mod heal;
@@ -111,6 +108,21 @@ struct Accepted {
     path: Path,
 }
 
+/// What a new vWire can be connected with, found before anything is recorded.
+struct Selection {
+    /// The client's end, completed by the data plane.
+    client_mechanism: Mechanism,
+    /// The endpoints that may serve it, best first.
+    candidates: Vec<EndpointRef>,
+}
+
+/// A recorded `Requested` and the endpoint that accepted it.
+struct Answered {
+    requested: VWire,
+    endpoint: EndpointRef,
+    accepted: Accepted,
+}
+
 impl Flow {
     fn mesh(&self) -> Result<&Arc<Mesh>, ActorError> {
         self.mesh.as_ref().ok_or(ActorError::NoMesh)
@@ -130,14 +142,26 @@ impl Flow {
         }
     }
 
+    /// A new vWire, in three steps, each with its undo in view: select (refusals that record
+    /// nothing), commit `Requested` while asking the endpoints, plumb and establish.
     async fn establish(
         &self,
         state: &mut Option<VWire>,
         request: ConnectRequest,
     ) -> Result<VWire, ActorError> {
         let mesh = self.mesh()?;
+        let selection = self.select(mesh, &request).await?;
+        let answered = self
+            .commit_while_asking(state, mesh, &request, &selection)
+            .await?;
+        self.plumb_and_establish(state, mesh, selection.client_mechanism, answered)
+            .await
+    }
+
+    /// The client's end and the candidate endpoints. Refusals here record nothing: a
+    /// mechanism the data plane cannot attach, an unknown service. Nothing to undo.
+    async fn select(&self, mesh: &Mesh, request: &ConnectRequest) -> Result<Selection, ActorError> {
         let wanted = &request.request;
-        // Refusals that record nothing: bad mechanism, unknown service, no endpoint.
         let client_mechanism = mesh.forwarder.choose(&wanted.mechanism_preferences)?;
         let client_mechanism =
             mesh.forwarder
@@ -145,24 +169,44 @@ impl Flow {
         let candidates = mesh
             .registry
             .select(wanted.service.clone(), wanted.labels.clone())
-            .await?;
-        // The first endpoint is asked while `Requested` commits (DESIGN.md §3 lets a side
-        // effect overlap the commit of its intent): a setup then costs one commit less in
-        // latency. If the commit fails, the endpoint is told to close.
+            .await?
+            .iter()
+            .map(|endpoint| EndpointRef {
+                name: endpoint.spec.name.to_string(),
+                url: endpoint.spec.url.to_string(),
+            })
+            .collect();
+        Ok(Selection {
+            client_mechanism,
+            candidates,
+        })
+    }
+
+    /// Records `Requested` while the first candidate is asked (DESIGN.md §3 lets a side
+    /// effect overlap the commit of its intent: a setup costs one commit less in latency),
+    /// then asks the others in turn until one accepts.
+    ///
+    /// Undo: a failed commit tells an endpoint that accepted to close; when every endpoint
+    /// fails, the vWire is recorded `Failed` at stage endpoint.
+    async fn commit_while_asking(
+        &self,
+        state: &mut Option<VWire>,
+        mesh: &Mesh,
+        request: &ConnectRequest,
+        selection: &Selection,
+    ) -> Result<Answered, ActorError> {
+        let wanted = &request.request;
         let command = Command::Request(wanted.clone());
         let (events, requested) = self.recorder.decide(state, &[command])?;
         let mut path = requested.path.clone();
         set_own_expiry(&mut path, requested.expires_at);
         let asked = &requested;
         let ask = |endpoint: EndpointRef| {
-            let preferences = endpoint_preferences(mesh, &client_mechanism);
-            let forwarded = forward(asked, &path, &endpoint, None, preferences, &request);
+            let preferences = endpoint_preferences(mesh, &selection.client_mechanism);
+            let forwarded = forward(asked, &path, &endpoint, None, preferences, request);
             async move { self.ask(mesh, &endpoint, forwarded, asked).await }
         };
-        let mut candidates = candidates.iter().map(|endpoint| EndpointRef {
-            name: endpoint.spec.name.to_string(),
-            url: endpoint.spec.url.to_string(),
-        });
+        let mut candidates = selection.candidates.iter().cloned();
         let mut endpoint = candidates.next().ok_or_else(|| ActorError::NoEndpoint {
             service: wanted.service.to_string(),
             labels: wanted.labels.clone(),
@@ -179,37 +223,58 @@ impl Flow {
             return Err(e);
         }
         let mut failures = Vec::new();
-        let chosen = loop {
+        loop {
             match answer {
-                Ok(accepted) => break Some((endpoint, accepted)),
+                Ok(accepted) => {
+                    return Ok(Answered {
+                        requested,
+                        endpoint,
+                        accepted,
+                    });
+                }
                 Err(why) => {
                     tracing::warn!(endpoint = %endpoint.name, reason = %why, "endpoint refused; trying the next");
                     failures.push(format!("{}: {why}", endpoint.name));
                 }
             }
             let Some(next) = candidates.next() else {
-                break None;
+                break;
             };
             endpoint = next;
             answer = ask(endpoint.clone()).await;
+        }
+        let error = ActorError::EndpointsFailed {
+            service: wanted.service.to_string(),
+            failures,
         };
-        let Some((endpoint, accepted)) = chosen else {
-            let error = ActorError::EndpointsFailed {
-                service: wanted.service.to_string(),
-                failures,
-            };
-            tracing::warn!(vwire = %requested.id, error = %error, "vWire failed");
-            self.fail(
-                state,
-                FailureStage::Endpoint,
-                FailureCode::Unavailable,
-                &error,
-            )
-            .await?;
-            return Err(error);
-        };
+        tracing::warn!(vwire = %requested.id, error = %error, "vWire failed");
+        self.fail(
+            state,
+            FailureStage::Endpoint,
+            FailureCode::Unavailable,
+            &error,
+        )
+        .await?;
+        Err(error)
+    }
 
-        let mut accepted = accepted;
+    /// Plumbs the two ends, then records the plumbing with `Established` in one append.
+    ///
+    /// Undo: a failed plumb tells the endpoint to close and records `Failed` at stage data
+    /// plane; a failed append that surely did not commit unplumbs and tells the endpoint to
+    /// close (one that may have committed is left for replay and reconcile to settle).
+    async fn plumb_and_establish(
+        &self,
+        state: &mut Option<VWire>,
+        mesh: &Mesh,
+        client_mechanism: Mechanism,
+        answered: Answered,
+    ) -> Result<VWire, ActorError> {
+        let Answered {
+            requested,
+            endpoint,
+            mut accepted,
+        } = answered;
         accepted.mechanism =
             mesh.forwarder
                 .complete(requested.id, End::Endpoint, accepted.mechanism);
@@ -311,9 +376,9 @@ impl Flow {
         let accepted = self
             .ask(mesh, &connection.endpoint, forwarded, &current)
             .await
-            .map_err(|reason| ActorError::EndpointRefused {
+            .map_err(|refusal| ActorError::EndpointRefused {
                 endpoint: connection.endpoint.name.clone(),
-                reason,
+                refusal,
             })?;
         let command = Command::Refresh {
             expires_at,
@@ -354,7 +419,7 @@ impl Flow {
         let current = state.clone().ok_or(LifecycleError::NotFound)?;
         if let Some(mesh) = &self.mesh {
             if let Some(connection) = &current.connection {
-                let told = vwire_to_wire(&current, Side::Endpoint);
+                let told = HopConnection::of(&current, Side::Endpoint);
                 let url = &connection.endpoint.url;
                 if let Err(status) = mesh.next_hop.close(url, told, mesh.request_timeout).await {
                     tracing::warn!(endpoint = %connection.endpoint.name, error = %status, "endpoint not told of the end; it will expire the connection itself");
@@ -395,15 +460,14 @@ impl Flow {
         &self,
         mesh: &Mesh,
         endpoint: &EndpointRef,
-        request: NetworkServiceRequest,
+        request: HopRequest,
         vwire: &VWire,
-    ) -> Result<Accepted, String> {
+    ) -> Result<Accepted, NextHopError> {
         let reply = mesh
             .next_hop
             .request(&endpoint.url, request, mesh.request_timeout)
-            .await
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
-        accept(reply, vwire).map_err(|why| format!("invalid reply: {why}"))
+            .await?;
+        accept(reply, vwire).map_err(NextHopError::InvalidReply)
     }
 
     /// Removes what was plumbed for a vWire whose plumbing was not recorded.
@@ -420,9 +484,9 @@ impl Flow {
         vwire: &VWire,
         accepted: &Accepted,
     ) {
-        let mut connection = vwire_to_wire(vwire, Side::Endpoint);
-        connection.mechanism = Some(mechanism_to_wire(&accepted.mechanism));
-        connection.path = Some(path_to_wire(&accepted.path));
+        let mut connection = HopConnection::of(vwire, Side::Endpoint);
+        connection.mechanism = Some(accepted.mechanism.clone());
+        connection.path = accepted.path.clone();
         if let Err(status) = mesh
             .next_hop
             .close(&endpoint.url, connection, mesh.request_timeout)
@@ -484,36 +548,30 @@ fn forward(
     mechanism: Option<&Mechanism>,
     preferences: Vec<Mechanism>,
     request: &ConnectRequest,
-) -> NetworkServiceRequest {
-    NetworkServiceRequest {
-        connection: Some(wire::Connection {
+) -> HopRequest {
+    HopRequest {
+        connection: HopConnection {
             id: vwire.id.to_string(),
-            network_service: vwire.service.to_string(),
-            mechanism: mechanism.map(mechanism_to_wire),
-            context: Some(context_to_wire(&request.requested_context)),
-            labels: labels_to_wire(&vwire.labels),
-            path: Some(path_to_wire(path)),
-            network_service_endpoint_name: endpoint.name.clone(),
-            payload: String::new(),
-            state: wire::State::Up.into(),
-        }),
-        mechanism_preferences: preferences.iter().map(mechanism_to_wire).collect(),
+            service: vwire.service.clone(),
+            mechanism: mechanism.cloned(),
+            context: Some(request.requested_context.clone()),
+            labels: vwire.labels.clone(),
+            path: path.clone(),
+            endpoint_name: endpoint.name.clone(),
+            up: true,
+        },
+        mechanism_preferences: preferences,
     }
 }
 
-/// Validates an endpoint's reply: a mechanism, a valid context, and a path that still
-/// holds this node's segment where it was.
-fn accept(reply: wire::Connection, vwire: &VWire) -> Result<Accepted, String> {
-    let mechanism = reply
-        .mechanism
-        .as_ref()
-        .ok_or("it chose no mechanism")
-        .map_err(str::to_owned)?;
-    let mechanism = mechanism_from_wire("mechanism", mechanism).map_err(|e| e.to_string())?;
-    let context = context_from_wire("context", &reply.context.unwrap_or_default())
-        .map_err(|e| e.to_string())?;
-    let wire_path = reply.path.unwrap_or_default();
-    let mut path = path_from_wire("path", &wire_path).map_err(|e| e.to_string())?;
+/// Validates an endpoint's reply (its fields were checked as they were read): its path must
+/// still hold this node's segment where it was.
+fn accept(reply: HopReply, vwire: &VWire) -> Result<Accepted, String> {
+    let HopReply {
+        mechanism,
+        context,
+        mut path,
+    } = reply;
     let own_index = vwire.path.index;
     let own_id = vwire.id.to_string();
     let kept = path

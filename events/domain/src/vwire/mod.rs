@@ -14,6 +14,7 @@
 
 mod decide;
 mod event;
+mod hop;
 mod model;
 mod state;
 
@@ -22,6 +23,7 @@ pub use event::{
     Closed, ClosedBy, DataplanePlumbed, DataplaneUnplumbed, DataplaneWork, Established, Expired,
     Failed, FailureCode, FailureStage, Healed, ProbeFailed, Refreshed, Requested, VWireEvent,
 };
+pub use hop::{HopConnection, HopReply, HopRequest, Side, StatusCode};
 pub use model::{
     ConnectionContext, DnsConfig, EndpointRef, EthernetContext, ExtraPrefixRequest, IpContext,
     IpFamily, IpNeighbor, Labels, Mechanism, MechanismClass, Path, PathSegment, PolicyRoute, Route,
