@@ -19,7 +19,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-/// The `nsm` binary of this build. Cargo builds it for `nsm-ops`'s own integration tests,
+/// The `nsm` binary of this build. Cargo builds it for the `nsm` package's integration tests,
 /// which every workspace test run includes; `NSM_BIN` overrides.
 pub fn nsm_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("NSM_BIN") {

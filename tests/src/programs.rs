@@ -249,7 +249,7 @@ impl EndpointProgram {
     }
 }
 
-/// One row of an endpoint's `ipam_log` (see `ops/src/endpoint/log.rs`).
+/// One row of an endpoint's `ipam_log` (see `ops/samples/src/endpoint/log.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpamRow {
     pub position: i64,

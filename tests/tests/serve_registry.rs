@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use nsm_domain::registry::{EndpointEvent, EndpointExpired, EndpointName};
+use nsm_log::store::{EventStore, OpenOptions, SqliteStore};
 use nsm_proto::registry::{
     NetworkService, NetworkServiceEndpoint, NetworkServiceEndpointQuery,
     NetworkServiceEndpointResponse, NetworkServiceQuery,
@@ -37,6 +39,29 @@ fn service(name: &str) -> NetworkService {
         payload: "IP".into(),
         ..Default::default()
     }
+}
+
+/// A protobuf timestamp as the log keeps times (microseconds).
+fn micros(at: prost_types::Timestamp) -> chrono::DateTime<chrono::Utc> {
+    let at = chrono::DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap());
+    chrono::SubsecRound::trunc_subsecs(at.unwrap(), 6)
+}
+
+/// The `EndpointExpired` the node recorded for endpoint `name`.
+async fn endpoint_expiry(node: &Node, name: &str) -> EndpointExpired {
+    let log = SqliteStore::open_read_only(&node.db, OpenOptions::default())
+        .await
+        .unwrap();
+    let stream = EndpointName::new(name).unwrap().stream();
+    let recorded = log.read_stream(&stream, 1).await.unwrap();
+    log.close().await;
+    recorded
+        .iter()
+        .find_map(|event| match EndpointEvent::decode(event).unwrap() {
+            EndpointEvent::Expired(expired) => Some(expired),
+            _ => None,
+        })
+        .expect("an EndpointExpired in the log")
 }
 
 /// The next change a watching endpoint Find sends: (name, url, deleted).
@@ -131,23 +156,28 @@ async fn a_watching_find_sees_registration_reregistration_unregistration_and_exp
 
     // Two seconds to live, and no Unregister: the registry expires it by itself.
     let short = chrono::Duration::seconds(2);
+    let deadline = after(short);
     endpoints
-        .register(endpoint("nse-b", "tcp://10.0.0.3:5001", after(short)))
+        .register(endpoint("nse-b", "tcp://10.0.0.3:5001", deadline))
         .await
         .unwrap();
     assert_eq!(
         next_change(&mut watch).await,
         ("nse-b".into(), "tcp://10.0.0.3:5001".into(), false)
     );
-    let registered = tokio::time::Instant::now();
     assert_eq!(
         next_change(&mut watch).await,
         ("nse-b".into(), "tcp://10.0.0.3:5001".into(), true)
     );
-    assert!(
-        registered.elapsed() > Duration::from_millis(1500),
-        "not expired early"
+    // Not expired early: the log's own record says when, against the deadline it was given
+    // (no wall-clock window in the test, which a slow machine would stretch).
+    let expired = endpoint_expiry(&node, "nse-b").await;
+    assert_eq!(
+        expired.deadline,
+        micros(deadline),
+        "the deadline registered"
     );
+    assert!(expired.at >= expired.deadline, "expired early: {expired:?}");
     assert_eq!(endpoint_names(&node, "").await, BTreeSet::new());
 
     // The service registry watches the same way.

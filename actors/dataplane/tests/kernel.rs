@@ -43,16 +43,7 @@ impl Drop for Namespaces {
 
 /// Whether this test can run; panics under CI without the capabilities.
 fn capable() -> bool {
-    let missing = kernel::missing_capabilities();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but this process lacks {missing:?}: the kernel tests must run as root in CI"
-    );
-    eprintln!("skipped: needs {missing:?} (run as root)");
-    false
+    nsm_test_support::capable_or_skip("the kernel tests", &kernel::missing_capabilities())
 }
 
 fn kernel_end(url: &str, name: Option<&str>) -> Mechanism {

@@ -1,8 +1,15 @@
-//! # nsm-actors: the runtime of nsm-rs
+//! # nsm-runtime: the actors of a node and the flows they run
 //!
-//! One actor per vWire, a Manager that knows them all, and the journal they record through
-//! (DESIGN.md §3). Actix is an implementation detail: callers use [`ManagerHandle`] and
-//! [`VWireHandle`], and no actix type appears in this crate's public API.
+//! One actor per vWire, a Manager that knows them all, the Registry, the Forwarder in front
+//! of the data plane, and the journal they record through (DESIGN.md §3). It owns the
+//! request, refresh, close, expiry and heal flows and start-up reconcile. Actix is an
+//! implementation detail: callers use [`ManagerHandle`], [`VWireHandle`] and
+//! [`RegistryHandle`], and no actix type appears in this crate's public API.
+//!
+//! It speaks domain types only (`nsm-domain`): the next hop ([`NextHop`]) takes and returns
+//! them, so neither protobuf nor tonic is a dependency; the daemon (`nsm-serve`) puts gRPC
+//! behind it. It does not own the log's storage (`nsm-log`) nor the data planes
+//! (`nsm-dataplane`), only the order in which they are used.
 //!
 //! Invariants:
 //! * a vWire's state changes only after its events are durable, in one exclusive step;

@@ -19,7 +19,9 @@ use crate::clock::Clock;
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 use chrono::{DateTime, Utc};
-use nsm_domain::vwire::{ClosedBy, Command, VWire, VWireId, VWireRequest};
+use nsm_domain::vwire::{ClosedBy, VWire, VWireId};
+#[cfg(feature = "testing")]
+use nsm_domain::vwire::{Command, VWireRequest};
 use nsm_log::projection::vwire::decode_row;
 use nsm_log::store::Causation;
 use tokio::time::Instant;
@@ -300,8 +302,9 @@ impl ManagerHandle {
         Ok(VWireHandle::new(id, addr))
     }
 
-    /// Carries out a command on a vWire. Retries once if the vWire's actor stopped between
+    /// Carries out a raw command on a vWire (tests only, feature `testing`). Retries once if the vWire's actor stopped between
     /// routing and delivery (it had just ended, or is being rebuilt).
+    #[cfg(feature = "testing")]
     pub async fn execute(
         &self,
         id: VWireId,
@@ -319,7 +322,8 @@ impl ManagerHandle {
         }
     }
 
-    /// Requests a new vWire.
+    /// Records `Requested` for a new vWire, without asking an endpoint (tests only).
+    #[cfg(feature = "testing")]
     pub async fn request(
         &self,
         id: VWireId,

@@ -68,7 +68,9 @@ pub(crate) struct VWireStopped {
     pub(crate) cause: StopCause,
 }
 
-/// Asks the vWire to carry out a command.
+/// Asks the vWire to carry out a raw command (tests only: production goes through the
+/// flows, Connect and Close).
+#[cfg(feature = "testing")]
 #[derive(Message)]
 #[rtype(result = "Result<VWire, ActorError>")]
 pub(crate) struct Execute {
@@ -478,6 +480,7 @@ impl Actor for VWireActor {
     }
 }
 
+#[cfg(feature = "testing")]
 impl Handler<Execute> for VWireActor {
     type Result = AtomicResponse<Self, Result<VWire, ActorError>>;
 
@@ -603,7 +606,10 @@ impl VWireHandle {
         self.id
     }
 
-    /// Carries out a command; resolves once its events are durable (or it was refused).
+    /// Carries out a raw command, bypassing the flows; resolves once its events are durable
+    /// (or it was refused). Tests only (feature `testing`): production never records a
+    /// command without the flow that owns it.
+    #[cfg(feature = "testing")]
     pub async fn execute(
         &self,
         command: Command,

@@ -229,15 +229,7 @@ fn serve_refuses_bad_configuration_before_starting() {
 /// Whether this process may make namespaces and veth pairs; under `CI=true` it must.
 fn capable(command: &str) -> bool {
     let missing = nsm_dataplane::kernel::missing_capabilities();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but this process lacks {missing:?}: the {command} test must run as root in CI"
-    );
-    eprintln!("skipped: {command} needs {missing:?} (run as root)");
-    false
+    nsm_test_support::capable_or_skip(&format!("the {command} test"), &missing)
 }
 
 /// The names in /run/netns that a demo makes (`nsm-demo-*`).

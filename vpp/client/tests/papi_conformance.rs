@@ -1,5 +1,5 @@
 //! Conformance of the codec with vpp_papi, VPP's reference Python client. For every case in
-//! `tests/papi/cases.json` (written by `python3 vpp/tests/papi/gen_cases.py`),
+//! `tests/papi/cases.json` (written by `python3 vpp/client/tests/papi/gen_cases.py`),
 //! `tests/papi/papi_codec.py` has vpp_papi 2.4.2 encode the case from the same
 //! `api/*.api.json` and decode its own bytes; this test then requires that
 //! - `dynamic::encode_json` makes exactly vpp_papi's bytes (or refuses what vpp_papi refuses),

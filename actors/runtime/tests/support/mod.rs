@@ -15,6 +15,8 @@ use nsm_log::store::{EventStore, MemoryStore};
 use nsm_runtime::clock::{Clock, PausedClock};
 use nsm_runtime::{Journal, ManagerConfig, ManagerHandle};
 
+pub mod mesh;
+
 /// Asserts that `result` is an error matching `pattern`, showing the error otherwise.
 #[macro_export]
 macro_rules! assert_refused {
@@ -96,12 +98,7 @@ impl Node {
 
     /// The vWire folded from the log alone.
     pub async fn folded(&self, id: VWireId) -> Option<VWire> {
-        let recorded = self.store.read_stream(&id.stream(), 1).await.unwrap();
-        let events: Vec<VWireEvent> = recorded
-            .iter()
-            .map(|e| VWireEvent::decode(e).unwrap())
-            .collect();
-        VWire::fold(id, &events).unwrap()
+        folded(&self.store, id).await
     }
 
     pub async fn log_len(&self) -> usize {
@@ -119,6 +116,16 @@ impl Node {
     pub async fn events_of(&self, id: VWireId) -> Vec<String> {
         events_in(&self.store, id).await
     }
+}
+
+/// vWire `id` folded from the events in `store` alone.
+pub async fn folded(store: &MemoryStore, id: VWireId) -> Option<VWire> {
+    let recorded = store.read_stream(&id.stream(), 1).await.unwrap();
+    let events: Vec<VWireEvent> = recorded
+        .iter()
+        .map(|e| VWireEvent::decode(e).unwrap())
+        .collect();
+    VWire::fold(id, &events).unwrap()
 }
 
 pub fn request(lifetime: Duration) -> VWireRequest {

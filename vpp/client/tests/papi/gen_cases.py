@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes cases.json, the inputs of nsm-vpp's conformance test (vpp/tests/papi_conformance.rs).
+"""Writes cases.json, the inputs of nsm-vpp's conformance test (vpp/client/tests/papi_conformance.rs).
 
 This file owns the choice of test values. For every message in MESSAGES it makes three cases
 from the JSON definitions: "zero" (zeros, empty strings and lists), "distinct" (every field a
@@ -9,7 +9,7 @@ elements). Then come the hand-written cases: realistic values (IPv4 and IPv6 add
 prefixes, NSM's names) and values vpp_papi refuses ("refuse": true; the Rust codec must
 refuse them too). Each case is checked against vpp_papi before it is written.
 
-Run from anywhere: python3 vpp/tests/papi/gen_cases.py  (needs vpp_papi==2.4.2)
+Run from anywhere: python3 vpp/client/tests/papi/gen_cases.py  (needs vpp_papi==2.4.2)
 """
 
 import ipaddress

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The reference half of nsm-vpp's conformance test (vpp/tests/papi_conformance.rs).
+"""The reference half of nsm-vpp's conformance test (vpp/client/tests/papi_conformance.rs).
 
 This file owns the translation between the crate's canonical JSON values (see
 papi_conformance.rs) and what vpp_papi, the reference Python client, takes and returns. The

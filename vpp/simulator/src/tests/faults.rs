@@ -26,7 +26,9 @@ async fn fail_next_answers_with_the_retval_and_changes_nothing() {
     assert_eq!(sim.interfaces().len(), 1);
 }
 
-#[tokio::test]
+// On the paused clock, time moves only when every task waits: the delay is exactly 300 ms of
+// virtual time and the other connection's answer takes none, on any machine.
+#[tokio::test(start_paused = true)]
 async fn a_delay_holds_the_requests_behind_it_on_its_connection_only() {
     let sim = start();
     let mut slow = Raw::connect(&sim).await;
@@ -38,18 +40,20 @@ async fn a_delay_holds_the_requests_behind_it_on_its_connection_only() {
     slow.write(&bytes).await;
 
     fast.call(&ControlPing {}).await;
-    assert!(
-        started.elapsed() < Duration::from_millis(300),
-        "other connections go on"
-    );
+    assert_eq!(started.elapsed(), Duration::ZERO, "other connections go on");
     slow.recv_as::<ShowVersionReply>().await;
-    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
     slow.recv_as::<ControlPingReply>().await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(300),
+        "the ping waited its turn"
+    );
 
     sim.delay("show_version", Duration::ZERO);
     let started = tokio::time::Instant::now();
     slow.call(&ShowVersion {}).await;
-    assert!(started.elapsed() < Duration::from_millis(300));
+    assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
 #[tokio::test]
