@@ -1,6 +1,10 @@
-//! # A simulated VPP on a UNIX socket, for tests and benchmarks
+//! # nsm-vpp-simulator: a simulated VPP on a UNIX socket, for tests and benchmarks
 //!
-//! [`Simulator`](crate::Simulator) speaks VPP 26.06's binary API over the socket
+//! Owns a fake VPP API server and nothing else: it is not a data plane and it is never
+//! linked into the daemon (`nsm-serve`); tests and `nsm bench vpp` use it, and it must agree
+//! with a real VPP on everything the forwarder relies on.
+//!
+//! [`Simulator`] speaks VPP 26.06's binary API over the socket
 //! transport as VPP does (see `vpp-binary-api.md`): the same framing; the `sockclnt_create`
 //! handshake (static id 15) whose message table gives memclnt's messages their static ids
 //! and every other message (this crate's, and a few dozen it does not know) an id from 29
@@ -27,6 +31,9 @@
 //! `memif`; `world` keeps everything behind one lock and fans events out; `connection`
 //! owns the sockets; `faults` is what tests inject and count. No input panics the
 //! simulator: what VPP would drop is logged with `tracing` and dropped.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
 
 use std::collections::HashSet;
 use std::fmt;
