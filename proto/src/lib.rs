@@ -15,7 +15,10 @@
 //! | [`ipam`] | `ipam` | the vL3 prefix server's `IPAM` service |
 //!
 //! Each module has prost messages, a tonic client (`*_client`) and a tonic server
-//! (`*_server`) for each service of its package. [`FILE_DESCRIPTOR_SET`] is the encoded
+//! (`*_server`) for each service of its package. The servers decode requests with
+//! [`codec::ServerCodec`], which answers a request that is not valid protobuf with
+//! `INVALID_ARGUMENT` (tonic's default says `INTERNAL`); the clients use tonic's
+//! `ProstCodec`. [`FILE_DESCRIPTOR_SET`] is the encoded
 //! descriptor set of the five files and the well-known types they import, for gRPC
 //! reflection.
 //!
@@ -45,10 +48,19 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod codec;
 pub mod convert;
 pub mod listen;
 pub mod monitor;
 pub mod transport;
+
+/// Includes the servers `build.rs` generated for package `$package` (with
+/// [`codec::ServerCodec`]) beside its messages and clients.
+macro_rules! include_servers {
+    ($package:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/server/", $package, ".rs"));
+    };
+}
 
 /// The encoded `google.protobuf.FileDescriptorSet` of NSM's five `.proto` files and the
 /// well-known types they import (`google/protobuf/{empty,timestamp}.proto`), with source
@@ -60,6 +72,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Package `connection`: a connection, its path and mechanism, and connection monitoring.
 pub mod connection {
     tonic::include_proto!("connection");
+    include_servers!("connection");
 }
 
 /// Package `connectioncontext`: IP, DNS and Ethernet configuration of a connection.
@@ -70,14 +83,17 @@ pub mod connectioncontext {
 /// Package `networkservice`: the `NetworkService` service (`Request`, `Close`).
 pub mod networkservice {
     tonic::include_proto!("networkservice");
+    include_servers!("networkservice");
 }
 
 /// Package `registry`: network services, endpoints, and their registries.
 pub mod registry {
     tonic::include_proto!("registry");
+    include_servers!("registry");
 }
 
 /// Package `ipam`: the vL3 prefix server.
 pub mod ipam {
     tonic::include_proto!("ipam");
+    include_servers!("ipam");
 }

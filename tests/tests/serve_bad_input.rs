@@ -332,6 +332,132 @@ async fn a_path_that_contradicts_itself_or_has_expired_is_refused() {
     assert_no_vwire(&node).await;
 }
 
+/// A refusal quoting a 100 KB value would not fit in the HTTP/2 headers that carry a status
+/// message (the client fails with "received metadata size exceeds hard limit"); the node
+/// quotes only its beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_name_is_refused_with_a_short_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]).await;
+    let huge = "a".repeat(100_000);
+    let brief = |status: Status| {
+        assert!(status.message().len() < 512, "{status:?}");
+        assert!(
+            status.message().contains("…\" (100000 bytes)"),
+            "{status:?}"
+        );
+    };
+
+    let request = request_with(|r| connection(r).network_service = huge.clone());
+    brief(refused(
+        node.network_service().request(request).await,
+        Code::InvalidArgument,
+        &["connection.network_service", "must be 1-251 characters"],
+    ));
+    let service = NetworkService {
+        name: huge.clone(),
+        payload: "IP".into(),
+        ..Default::default()
+    };
+    brief(refused(
+        node.services().register(service).await,
+        Code::InvalidArgument,
+        &["network_service.name", "must be 1-251 characters"],
+    ));
+    let endpoint = endpoint_with(|e| e.name = huge.clone());
+    brief(refused(
+        node.endpoints().register(endpoint).await,
+        Code::InvalidArgument,
+        &["network_service_endpoint.name", "must be 1-251 characters"],
+    ));
+    assert_no_vwire(&node).await;
+    let log = streams(&node.db).await;
+    assert!(log.is_empty(), "something was recorded: {log:?}");
+}
+
+/// Posting gRPC frames that are not protobuf, over the node's own channel.
+mod raw {
+    use std::future::poll_fn;
+
+    use tonic::body::Body;
+    use tonic::codegen::{Body as _, Service as _, http};
+    use tonic::transport::Channel;
+    use tonic::{Code, Status};
+
+    /// Posts one uncompressed gRPC frame holding `message` (any bytes, valid UTF-8 here
+    /// because the body is a `String`) to the method at `path`; the status answered.
+    pub(super) async fn post(mut channel: Channel, path: &str, message: &str) -> Status {
+        let length = u8::try_from(message.len())
+            .ok()
+            .filter(|length| length.is_ascii())
+            .expect("a message short enough for a one-byte UTF-8 length");
+        let frame = format!("\0\0\0\0{}{message}", char::from(length));
+        let request = http::Request::post(format!("http://localhost{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Body::new(frame))
+            .unwrap();
+        poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
+        let response = channel.call(request).await.unwrap();
+        if let Some(status) = Status::from_header_map(response.headers()) {
+            return status; // trailers-only: the status came with the headers
+        }
+        let mut body = Box::pin(response.into_body());
+        while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            if let Ok(trailers) = frame.unwrap().into_trailers() {
+                return Status::from_header_map(&trailers).expect("grpc-status in the trailers");
+            }
+        }
+        Status::new(Code::Unknown, "the node answered without a grpc-status")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_is_not_protobuf_is_an_invalid_argument_on_every_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]).await;
+    // 'g' (0x67) is the tag of field 12 with wire type 7, which protobuf does not have.
+    let methods = [
+        (
+            "/networkservice.NetworkService/Request",
+            "NetworkServiceRequest",
+        ),
+        ("/networkservice.NetworkService/Close", "Connection"),
+        (
+            "/connection.MonitorConnection/MonitorConnections",
+            "MonitorScopeSelector",
+        ),
+        (
+            "/registry.NetworkServiceRegistry/Register",
+            "NetworkService",
+        ),
+        (
+            "/registry.NetworkServiceRegistry/Find",
+            "NetworkServiceQuery",
+        ),
+        (
+            "/registry.NetworkServiceEndpointRegistry/Register",
+            "NetworkServiceEndpoint",
+        ),
+        (
+            "/registry.NetworkServiceEndpointRegistry/Unregister",
+            "NetworkServiceEndpoint",
+        ),
+    ];
+    for (path, message) in methods {
+        let status = raw::post(node.channel(), path, "garbage").await;
+        eprintln!("{path}: {status:?}");
+        refused(
+            Err::<(), _>(status),
+            Code::InvalidArgument,
+            &[&format!("the request is not a valid {message}")],
+        );
+    }
+    assert_no_vwire(&node).await;
+    let log = streams(&node.db).await;
+    assert!(log.is_empty(), "something was recorded: {log:?}");
+}
+
 /// An endpoint registration that is valid but for the field `change` breaks.
 fn endpoint_with(change: impl FnOnce(&mut NetworkServiceEndpoint)) -> NetworkServiceEndpoint {
     let mut endpoint = NetworkServiceEndpoint {

@@ -12,7 +12,7 @@ use crate::upcast::{self, DecodeError};
 use crate::vwire::VWireId;
 
 /// Prefix of the node's data-plane stream.
-pub const DATAPLANE_STREAM_PREFIX: &str = "dataplane-";
+pub const DATAPLANE_STREAM_PREFIX: &str = crate::envelope::StreamKind::Dataplane.prefix();
 
 /// The stream of node `node`'s data-plane events.
 pub fn stream(node: &str) -> Result<StreamId, EnvelopeError> {

@@ -30,12 +30,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::dataplane::{DATAPLANE_STREAM_PREFIX, DataplaneEvent};
+use crate::dataplane::DataplaneEvent;
+use crate::envelope::StreamKind;
 use crate::envelope::{Position, RecordedEvent, StreamId};
 use crate::registry::{
-    ENDPOINT_STREAM_PREFIX, EndpointEvent, EndpointSpec, EndpointState, SERVICE_STREAM_PREFIX,
-    ServiceEvent, ServiceState, expire_endpoint, register_endpoint, register_service,
-    unregister_endpoint, unregister_service,
+    EndpointEvent, EndpointSpec, EndpointState, ServiceEvent, ServiceState, expire_endpoint,
+    register_endpoint, register_service, unregister_endpoint, unregister_service,
 };
 use crate::upcast::DecodeError;
 use crate::vwire::{self, Command, LifecycleError, VWire, VWireEvent, VWireId, VWireRequest};
@@ -209,17 +209,15 @@ impl Simulation {
 
 impl StreamState {
     fn new(stream: &StreamId) -> Self {
-        let id = stream.as_str();
-        let folded = if let Some(vwire) = VWireId::from_stream(stream) {
-            Folded::VWire(vwire, None)
-        } else if id.starts_with(ENDPOINT_STREAM_PREFIX) {
-            Folded::Endpoint(None)
-        } else if id.starts_with(SERVICE_STREAM_PREFIX) {
-            Folded::Service(None)
-        } else if id.starts_with(DATAPLANE_STREAM_PREFIX) {
-            Folded::Dataplane
-        } else {
-            Folded::Unknown
+        let folded = match stream.kind() {
+            StreamKind::VWire => match VWireId::from_stream(stream) {
+                Some(vwire) => Folded::VWire(vwire, None),
+                None => Folded::Unknown,
+            },
+            StreamKind::Endpoint => Folded::Endpoint(None),
+            StreamKind::Service => Folded::Service(None),
+            StreamKind::Dataplane => Folded::Dataplane,
+            StreamKind::Other => Folded::Unknown,
         };
         Self { version: 0, folded }
     }
@@ -485,7 +483,7 @@ fn judge_service(
     let (decided, nothing) = match event {
         ServiceEvent::Registered(e) => {
             let name = e.service.name.as_str();
-            if let Some(wrong) = wrong_stream(stream, SERVICE_STREAM_PREFIX, "service", name) {
+            if let Some(wrong) = wrong_stream(stream, StreamKind::Service, "service", name) {
                 return Some(wrong);
             }
             match register_service(state, &e.service, at) {
@@ -541,7 +539,7 @@ fn judge_endpoint(
     let (decided, nothing) = match event {
         EndpointEvent::Registered(e) => {
             let name = e.endpoint.name.as_str();
-            if let Some(wrong) = wrong_stream(stream, ENDPOINT_STREAM_PREFIX, "endpoint", name) {
+            if let Some(wrong) = wrong_stream(stream, StreamKind::Endpoint, "endpoint", name) {
                 return Some(wrong);
             }
             match registered(&e.endpoint, e.expires_at) {
@@ -587,10 +585,11 @@ fn judge_endpoint(
 
 /// The registry actor records a service or endpoint in the stream named after it. (Compared
 /// as text: `stream()` refuses, with a panic, names too long to make a stream id.)
-fn wrong_stream(stream: &StreamId, prefix: &str, what: &str, name: &str) -> Option<Finding> {
-    if stream.as_str().strip_prefix(prefix) == Some(name) {
+fn wrong_stream(stream: &StreamId, kind: StreamKind, what: &str, name: &str) -> Option<Finding> {
+    if kind.strip(stream.as_str()) == Some(name) {
         return None;
     }
+    let prefix = kind.prefix();
     Some(Finding {
         kind: DivergenceKind::Different,
         detail: format!("the runtime records {what} {name:?} in stream {prefix}{name}, not here"),

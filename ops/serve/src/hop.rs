@@ -7,7 +7,7 @@
 //! ended streams are never reopened.
 
 use chrono::{DateTime, Utc};
-use nsm_domain::vwire::{Path, PathSegment, VWireId};
+use nsm_domain::vwire::{LifecycleError, Path, PathSegment, VWireId};
 use nsm_proto::connection::Connection;
 use nsm_proto::convert::path_from_wire;
 use tonic::Status;
@@ -57,8 +57,9 @@ impl Hop {
         }
         if path.segments[index].id != connection.id {
             return Err(Status::invalid_argument(format!(
-                "connection.id {:?} is not the id of the caller's path segment {index} ({:?})",
-                connection.id, path.segments[index].id
+                "connection.id {} is not the id of the caller's path segment {index} ({})",
+                LifecycleError::quote(&connection.id),
+                LifecycleError::quote(&path.segments[index].id)
             )));
         }
         let own = index + 1;
@@ -199,6 +200,20 @@ mod tests {
         let error = Hop::enter("node-a", &connection("zzz", 0, &[("nsc", "c1")])).unwrap_err();
         assert_eq!(error.code(), tonic::Code::InvalidArgument);
         assert!(error.message().contains("caller's path segment 0"));
+    }
+
+    #[test]
+    fn a_huge_id_is_quoted_briefly() {
+        let huge = "i".repeat(100_000);
+        let error =
+            Hop::enter("node-a", &connection(&huge, 0, &[("nsc", &huge[1..])])).unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert!(error.message().len() < 400, "{}", error.message());
+        assert!(
+            error.message().contains("(100000 bytes)"),
+            "{}",
+            error.message()
+        );
     }
 
     #[test]

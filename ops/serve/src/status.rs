@@ -1,4 +1,5 @@
-//! gRPC status for runtime errors, by type (never by message text).
+//! gRPC status for runtime errors, by type (never by message text), with messages cut to
+//! [`MAX_MESSAGE_CHARS`].
 
 use nsm_dataplane::DataplaneError;
 use nsm_domain::vwire::LifecycleError;
@@ -6,8 +7,14 @@ use nsm_log::StoreError;
 use nsm_runtime::ActorError;
 use tonic::Status;
 
+/// The most characters of a runtime error's message a status carries. The message travels
+/// in HTTP/2 headers (tonic's client takes 16 KiB of them), and some are long through no
+/// fault of the node: the labels of a request no endpoint matches (64 labels of 253-byte
+/// keys and values are valid), or what every failed endpoint said.
+const MAX_MESSAGE_CHARS: usize = 1024;
+
 pub(crate) fn status(error: ActorError) -> Status {
-    let message = error.to_string();
+    let message = LifecycleError::shorten(&error.to_string(), MAX_MESSAGE_CHARS).into_owned();
     match error {
         ActorError::Lifecycle(LifecycleError::NotFound) | ActorError::UnknownService(_) => {
             Status::not_found(message)
@@ -37,5 +44,45 @@ pub(crate) fn status(error: ActorError) -> Status {
         ActorError::Dataplane(DataplaneError::Unavailable { .. }) => Status::unavailable(message),
         ActorError::NoMesh => Status::failed_precondition(message),
         ActorError::Fold(_) | ActorError::Replay(_) => Status::internal(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nsm_domain::registry::{MAX_LABEL_LEN, MAX_LABELS};
+
+    use super::*;
+
+    #[test]
+    fn a_message_of_the_largest_valid_labels_is_cut_to_fit_in_headers() {
+        let labels = (0..MAX_LABELS)
+            .map(|i| (format!("{i:0>MAX_LABEL_LEN$}"), "v".repeat(MAX_LABEL_LEN)))
+            .collect();
+        let error = ActorError::NoEndpoint {
+            service: "icmp".into(),
+            labels,
+        };
+        let full = error.to_string();
+        assert!(full.len() > 32 * 1024, "{} bytes", full.len());
+        let status = status(error);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().len() < 1100, "{}", status.message().len());
+        assert!(
+            status
+                .message()
+                .starts_with("no endpoint of network service \"icmp\"")
+        );
+        assert!(
+            status
+                .message()
+                .ends_with(&format!("… ({} bytes)", full.len()))
+        );
+    }
+
+    #[test]
+    fn a_short_message_is_sent_as_it_is() {
+        let error = ActorError::UnknownService("icmp".into());
+        let full = error.to_string();
+        assert_eq!(status(error).message(), full);
     }
 }

@@ -2,7 +2,7 @@
 
 use nsm_domain::vwire::{
     ConnectionContext, DnsConfig, EthernetContext, ExtraPrefixRequest, IpContext, IpFamily,
-    IpNeighbor, Mechanism, MechanismClass, Path, PathSegment, PolicyRoute, Route,
+    IpNeighbor, LifecycleError, Mechanism, MechanismClass, Path, PathSegment, PolicyRoute, Route,
 };
 
 use super::{ConversionError, labels_to_wire, time_from_wire, time_to_wire};
@@ -19,7 +19,10 @@ pub fn mechanism_from_wire(
         "LOCAL" => MechanismClass::Local,
         "REMOTE" => MechanismClass::Remote,
         other => {
-            let problem = format!("cls {other:?} must be LOCAL or REMOTE");
+            let problem = format!(
+                "cls {} must be LOCAL or REMOTE",
+                LifecycleError::quote(other)
+            );
             return Err(ConversionError::new(format!("{field}.cls"), problem));
         }
     };
@@ -34,8 +37,10 @@ pub fn mechanism_from_wire(
         .iter()
         .find(|(k, v)| k.len() > 256 || v.len() > MAX_MECHANISM_TEXT);
     if let Some((key, _)) = oversized {
-        let problem =
-            format!("parameter {key:?} exceeds 256 bytes of key or {MAX_MECHANISM_TEXT} of value");
+        let problem = format!(
+            "parameter {} exceeds 256 bytes of key or {MAX_MECHANISM_TEXT} of value",
+            LifecycleError::quote(key)
+        );
         return Err(ConversionError::new(format!("{field}.parameters"), problem));
     }
     Ok(Mechanism {

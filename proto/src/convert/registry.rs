@@ -5,7 +5,7 @@ use nsm_domain::registry::{
     Destination, EndpointName, EndpointSpec, EndpointState, EndpointUrl, Match, NetworkService,
     Payload,
 };
-use nsm_domain::vwire::ServiceName;
+use nsm_domain::vwire::{LifecycleError, ServiceName};
 
 use super::{ConversionError, labels_from_wire, labels_to_wire, time_from_wire, time_to_wire};
 use crate::registry as wire;
@@ -109,7 +109,8 @@ pub fn endpoint_from_wire(
         .network_service_labels
         .iter()
         .map(|(service, labels)| {
-            let field = format!("{field}.network_service_labels[{service}]");
+            let key = LifecycleError::shorten(service, LifecycleError::QUOTED_CHARS);
+            let field = format!("{field}.network_service_labels[{key}]");
             Ok((service.clone(), labels_from_wire(&field, &labels.labels)?))
         })
         .collect::<Result<_, ConversionError>>()?;

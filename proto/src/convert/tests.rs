@@ -271,3 +271,67 @@ fn malformed_wire_values_name_the_field() {
     let status: tonic::Status = service_from_wire(&bad_payload).unwrap_err().into();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }
+
+/// A refusal goes back in a gRPC status message, which travels in HTTP/2 headers: it quotes
+/// only the beginning of a huge value.
+#[test]
+fn refusals_of_huge_values_stay_short() {
+    let huge = "a".repeat(100_000);
+    let short = |error: ConversionError| {
+        let message = error.to_string();
+        assert!(
+            message.len() < 600,
+            "{} bytes: {message:.600}",
+            message.len()
+        );
+        assert!(message.contains("(100000 bytes)"), "{message}");
+    };
+    let mechanism = |cls: &str, key: &str| wire::Mechanism {
+        cls: cls.into(),
+        r#type: "KERNEL".into(),
+        parameters: [(key.to_owned(), "v".to_owned())].into(),
+    };
+    short(mechanism_from_wire("m", &mechanism(&huge, "k")).unwrap_err());
+    short(mechanism_from_wire("m", &mechanism("LOCAL", &huge)).unwrap_err());
+
+    let labelled = reg::NetworkServiceEndpoint {
+        name: "n".into(),
+        url: "tcp://h:1".into(),
+        network_service_names: vec!["web".into()],
+        network_service_labels: [(
+            huge.clone(),
+            reg::NetworkServiceLabels {
+                labels: [(huge.clone(), "v".to_owned())].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let error = endpoint_from_wire(&labelled).unwrap_err();
+    assert!(error.field.len() < 200, "{}", error.field);
+    short(error);
+
+    let named = |name: &str, url: &str| reg::NetworkServiceEndpoint {
+        name: name.into(),
+        url: url.into(),
+        network_service_names: vec!["web".into()],
+        ..Default::default()
+    };
+    short(endpoint_from_wire(&named(&huge, "tcp://h:1")).unwrap_err());
+    short(endpoint_from_wire(&named("n", &huge)).unwrap_err());
+    let service = reg::NetworkService {
+        name: huge.clone(),
+        ..Default::default()
+    };
+    short(service_from_wire(&service).unwrap_err());
+    let bad_ip = ctx::ConnectionContext {
+        ip_context: Some(ctx::IpContext {
+            src_ip_addrs: vec![huge.clone()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    short(context_from_wire("connection.context", &bad_ip).unwrap_err());
+    let url_error = huge.parse::<crate::transport::PeerUrl>().unwrap_err();
+    assert!(url_error.to_string().len() < 400, "{url_error}");
+}

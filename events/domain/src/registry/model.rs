@@ -12,9 +12,9 @@ use crate::envelope::{MAX_STREAM_ID_LEN, StreamId};
 use crate::vwire::{Labels, LifecycleError, ServiceName};
 
 /// Prefix of Network Service streams: `ns-<name>`.
-pub const SERVICE_STREAM_PREFIX: &str = "ns-";
+pub const SERVICE_STREAM_PREFIX: &str = crate::envelope::StreamKind::Service.prefix();
 /// Prefix of Network Service Endpoint streams: `nse-<name>`.
-pub const ENDPOINT_STREAM_PREFIX: &str = "nse-";
+pub const ENDPOINT_STREAM_PREFIX: &str = crate::envelope::StreamKind::Endpoint.prefix();
 
 /// Longest Network Service or endpoint name: its registry stream id (`nse-` plus the name)
 /// must fit the store's stream id, so the DNS limit of 253 is cut by the longest prefix.
@@ -29,6 +29,10 @@ fn invalid(message: String) -> LifecycleError {
     LifecycleError::Invalid(message)
 }
 
+fn quote(input: &str) -> String {
+    LifecycleError::quote(input)
+}
+
 /// Checks label count and sizes against the documented limits.
 pub fn validate_labels(what: &str, labels: &Labels) -> Result<(), LifecycleError> {
     if labels.len() > MAX_LABELS {
@@ -40,7 +44,8 @@ pub fn validate_labels(what: &str, labels: &Labels) -> Result<(), LifecycleError
     for (key, value) in labels {
         if key.is_empty() || key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
             return Err(invalid(format!(
-                "{what}: label {key:?} must have a key of 1-{MAX_LABEL_LEN} bytes and a value of at most {MAX_LABEL_LEN}"
+                "{what}: label {} must have a key of 1-{MAX_LABEL_LEN} bytes and a value of at most {MAX_LABEL_LEN}",
+                quote(key)
             )));
         }
     }
@@ -64,7 +69,8 @@ impl Payload {
             "" | "ETHERNET" => Ok(Payload::Ethernet),
             "IP" => Ok(Payload::Ip),
             other => Err(invalid(format!(
-                "payload {other:?} is neither ETHERNET nor IP"
+                "payload {} is neither ETHERNET nor IP",
+                quote(other)
             ))),
         }
     }
@@ -141,7 +147,8 @@ impl EndpointName {
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@');
         if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(allowed) {
             return Err(invalid(format!(
-                "endpoint name {name:?} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._@-]"
+                "endpoint name {} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._@-]",
+                quote(&name)
             )));
         }
         Ok(Self(name))
@@ -184,7 +191,7 @@ pub struct EndpointUrl(String);
 impl EndpointUrl {
     pub fn new(url: impl Into<String>) -> Result<Self, LifecycleError> {
         let url = url.into();
-        let bad = |why: &str| invalid(format!("endpoint URL {url:?} {why}"));
+        let bad = |why: &str| invalid(format!("endpoint URL {} {why}", quote(&url)));
         if url.len() > 2048 {
             return Err(bad("is longer than 2048 bytes"));
         }
@@ -261,6 +268,7 @@ impl EndpointSpec {
             )));
         }
         for (service, labels) in &self.labels {
+            let service = LifecycleError::shorten(service, LifecycleError::QUOTED_CHARS);
             validate_labels(&format!("labels of {service}"), labels)?;
         }
         Ok(())
@@ -297,5 +305,33 @@ mod tests {
         let refused = ServiceName::new(too_long.clone()).unwrap_err().to_string();
         assert!(refused.contains("must be 1-251 characters"), "{refused}");
         assert!(EndpointName::new(too_long).is_err());
+    }
+
+    #[test]
+    fn refusals_of_huge_input_quote_only_its_beginning() {
+        let huge = "a".repeat(100_000);
+        let labels: Labels = [(huge.clone(), "v".to_owned())].into();
+        let spec = EndpointSpec {
+            name: EndpointName::new("nse-1").unwrap(),
+            url: EndpointUrl::new("tcp://127.0.0.1:5001").unwrap(),
+            services: vec![ServiceName::new("icmp").unwrap()],
+            labels: [(huge.clone(), labels.clone())].into(),
+        };
+        let refusals = [
+            EndpointName::new(huge.clone()).unwrap_err(),
+            EndpointUrl::new(huge.clone()).unwrap_err(),
+            EndpointUrl::new(format!("tcp://{huge}")).unwrap_err(),
+            Payload::parse(&huge).unwrap_err(),
+            validate_labels("selector", &labels).unwrap_err(),
+            spec.validate().unwrap_err(),
+        ];
+        for refusal in refusals {
+            let message = refusal.to_string();
+            assert!(message.len() < 400, "{message}");
+            assert!(
+                message.contains("…") && message.contains(" bytes)"),
+                "{message}"
+            );
+        }
     }
 }

@@ -9,9 +9,9 @@ use crate::error::StoreError;
 use crate::projection::{Mismatch, ReplayError, diff, settled};
 use crate::store::{
     EventStore, Position, ProjectionChange, RegistrationRow, RegistrationRowData, StreamId,
+    StreamKind,
 };
 
-use nsm_domain::registry::{ENDPOINT_STREAM_PREFIX, SERVICE_STREAM_PREFIX};
 use nsm_domain::registry::{EndpointEvent, ServiceEvent};
 use nsm_domain::registry::{EndpointState, ServiceState};
 
@@ -50,7 +50,7 @@ pub fn decode_row(row: &RegistrationRow) -> Result<Registered, ReplayError> {
         stream: row.stream.clone(),
         message: e.to_string(),
     };
-    if row.stream.as_str().starts_with(ENDPOINT_STREAM_PREFIX) {
+    if row.stream.kind() == StreamKind::Endpoint {
         return serde_json::from_str(&row.data.state)
             .map(Registered::Endpoint)
             .map_err(bad);
@@ -77,18 +77,22 @@ pub async fn fold_registry(store: &dyn EventStore) -> Result<FoldedRegistry, Rep
         folded.head = last.position;
         for recorded in &chunk {
             let stream = &recorded.stream;
-            if stream.as_str().starts_with(ENDPOINT_STREAM_PREFIX) {
-                let event = EndpointEvent::decode(recorded)?;
-                let state = folded.endpoints.remove(stream);
-                if let Some(next) = EndpointState::evolve(state, &event) {
-                    folded.endpoints.insert(stream.clone(), next);
+            match stream.kind() {
+                StreamKind::Endpoint => {
+                    let event = EndpointEvent::decode(recorded)?;
+                    let state = folded.endpoints.remove(stream);
+                    if let Some(next) = EndpointState::evolve(state, &event) {
+                        folded.endpoints.insert(stream.clone(), next);
+                    }
                 }
-            } else if stream.as_str().starts_with(SERVICE_STREAM_PREFIX) {
-                let event = ServiceEvent::decode(recorded)?;
-                let state = folded.services.remove(stream);
-                if let Some(next) = ServiceState::evolve(state, &event) {
-                    folded.services.insert(stream.clone(), next);
+                StreamKind::Service => {
+                    let event = ServiceEvent::decode(recorded)?;
+                    let state = folded.services.remove(stream);
+                    if let Some(next) = ServiceState::evolve(state, &event) {
+                        folded.services.insert(stream.clone(), next);
+                    }
                 }
+                _ => {}
             }
         }
     }
