@@ -132,17 +132,17 @@ proptest! {
                 let Some(outcome) = apply(&node, &ids, &mut used, op).await else {
                     continue;
                 };
-                if let Err(error) = &outcome {
-                    if !matches!(error, ActorError::EndpointsFailed { .. }) {
-                        // A refusal writes nothing. An expiry timer that fired at this very
-                        // instant may have ended a vWire meanwhile; nothing else may appear.
-                        let since = written_since(&node.store, before).await;
-                        let from_timers = ["Expired", "DataplaneUnplumbed"];
-                        assert!(
-                            since.iter().all(|t| from_timers.contains(&t.as_str())),
-                            "{op:?} was refused ({error}) but wrote {since:?}"
-                        );
-                    }
+                if let Err(error) = &outcome
+                    && !matches!(error, ActorError::EndpointsFailed { .. })
+                {
+                    // A refusal writes nothing. An expiry timer that fired at this very
+                    // instant may have ended a vWire meanwhile; nothing else may appear.
+                    let since = written_since(&node.store, before).await;
+                    let from_timers = ["Expired", "DataplaneUnplumbed"];
+                    assert!(
+                        since.iter().all(|t| from_timers.contains(&t.as_str())),
+                        "{op:?} was refused ({error}) but wrote {since:?}"
+                    );
                 }
                 // Right after each step, every actor's state is the fold of its log.
                 for id in ids {

@@ -1,5 +1,5 @@
-//! Errors of the event store and of the vWire lifecycle. Each variant says what the caller
-//! should do about it.
+//! Errors of the event store, of the operator tools' reads ([`ReadError`]) and of an import
+//! ([`ImportError`]). Each variant says what the caller should do about it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use nsm_domain::EnvelopeError;
-use nsm_domain::envelope::StreamId;
+use nsm_domain::envelope::{Position, StreamId};
 
 /// Errors from the event store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -90,6 +90,12 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
+impl From<BadRow> for StoreError {
+    fn from(e: BadRow) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
 impl From<EnvelopeError> for StoreError {
     fn from(e: EnvelopeError) -> Self {
         match e {
@@ -127,4 +133,106 @@ pub enum OpenProblem {
     InUse,
     #[error("{0}")]
     Sqlite(String),
+}
+
+/// An `events` row whose values do not parse (the file was edited or damaged): the row's
+/// position and what is wrong with it. Run `nsm verify` to find every such row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the event at position {position} has {problem}")]
+pub struct BadRow {
+    pub position: i64,
+    /// What is wrong, as an object of "has": "an event id that is not a UUID".
+    pub problem: String,
+}
+
+impl BadRow {
+    pub(crate) fn new(position: i64, problem: &str) -> Self {
+        Self {
+            position,
+            problem: problem.to_owned(),
+        }
+    }
+}
+
+/// A row the schema's constraints would refuse ([`crate::row::EventRow::check`]). Nothing was
+/// written; the row comes from outside (a bundle) and is what must be fixed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowProblem {
+    #[error("position {0} is not ≥ 1")]
+    Position(i64),
+    #[error("event_id {0:?} is not 36 characters")]
+    EventId(String),
+    #[error("stream {0:?} is not 1 to 255 characters")]
+    Stream(String),
+    #[error("version and schema_version must be ≥ 1")]
+    Version,
+    #[error("payload is not JSON: {0}")]
+    Payload(String),
+}
+
+/// Errors of reading a log with [`crate::read::LogReader`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file is missing, is not SQLite, is not an nsm-rs log, or its schema is newer than
+    /// this binary: the store's own opening checks, with its messages. Point at another file
+    /// or upgrade nsm.
+    #[error(transparent)]
+    Open(#[from] StoreError),
+
+    /// The file passed the checks, but SQLite could not open it read-only (permissions or the
+    /// file changed meanwhile). Retry, or fix the file's permissions.
+    #[error("cannot open the event log {path}")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// A row does not decode: the file was edited or damaged. Run `nsm verify`.
+    #[error("cannot read the event log {path}")]
+    Row {
+        path: PathBuf,
+        #[source]
+        source: BadRow,
+    },
+
+    /// SQLite failed a read (I/O, a lock held too long). Retry; if it persists, run
+    /// `nsm verify`.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Errors of loading rows into a new log with [`crate::import::Import`]. After any of them
+/// nothing was imported: the transaction was rolled back, and a file the import created is
+/// removed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The log could not be created or opened (the store's own problems, with its messages).
+    #[error(transparent)]
+    Open(#[from] StoreError),
+
+    /// The log holds events already. Import into a new file, or an empty log.
+    #[error("import only into an empty log: {path} holds events up to position {head}")]
+    NotEmpty { path: PathBuf, head: Position },
+
+    /// Another process holds the log (a node started on it). Stop it, or import elsewhere.
+    #[error("{path} is in use by another process")]
+    InUse { path: PathBuf },
+
+    /// The file could not be opened to be locked.
+    #[error("cannot open {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// SQLite refused a row (a duplicate position or event id, a broken constraint): the rows
+    /// given are not a log. Fix the source of the rows.
+    #[error("position {position}: {message}")]
+    Row { position: i64, message: String },
+
+    /// SQLite failed a write (I/O, disk full). Retry once the cause is fixed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
 }

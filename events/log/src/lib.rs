@@ -9,8 +9,16 @@
 //!   subscriptions) and [`store::MemoryStore`] (tests).
 //! * [`projection`]: the `live_vwires` and `live_registry` projections, their rebuild from
 //!   the log and the comparison of the two.
+//! * [`read`]: [`read::LogReader`], a log opened read-only for the operator commands: bulk
+//!   reads by position, stream or trace on a connection of its own, stream names, and the
+//!   checks of `nsm verify` that SQL answers.
+//! * [`import`]: [`import::Import`], a new log loaded from stored rows (`nsm import`) in one
+//!   transaction.
+//! * [`row`]: [`row::EventRow`], one `events` row as stored, and the one decoder of such rows
+//!   that every read shares.
 //!
-//! Nothing outside this crate issues SQL against an event log or names its columns. It knows
+//! Nothing outside this crate issues SQL against an event log or names its columns (the
+//! feature `test-support` adds [`testing`], for tests that damage a log on purpose). It knows
 //! nothing of actors, gRPC or data planes.
 //!
 //! ## On-disk format
@@ -34,10 +42,15 @@
 #![deny(rust_2018_idioms)]
 
 mod error;
+pub mod import;
 pub mod projection;
+pub mod read;
+pub mod row;
 pub mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
-pub use error::{OpenProblem, StoreError};
+pub use error::{BadRow, ImportError, OpenProblem, ReadError, RowProblem, StoreError};
 
 /// Where a node keeps its event log unless told otherwise (`--db`, `NSM_DB`), and where the
 /// operator commands look for it.

@@ -5,13 +5,15 @@ use std::io::{BufWriter, Write};
 use std::time::Duration;
 
 use clap::Args;
+use nsm_domain::upcast::SCHEMAS;
+use nsm_domain::vwire::VWIRE_STREAM_PREFIX;
 use nsm_log::store::{Position, RecordedEvent};
 use serde::Serialize;
 
 use super::describe::{describe, short_stream};
 use super::filter::{FilterArgs, Selection};
-use super::log::LogFile;
 use super::{LogArgs, Stop};
+use nsm_log::read::LogReader;
 
 /// How often `--follow` looks for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -66,10 +68,14 @@ impl<'a> EventLine<'a> {
 }
 
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
-    let log = LogFile::open(&args.log.db).await?;
+    let log = LogReader::open(&args.log.db).await?;
     let head = log.head()?;
     let selection = args.filter.select(&log, head)?;
-    let mut printer = Printer::new(args.log.json, head, args.limit);
+    let out = BufWriter::new(std::io::stdout());
+    let mut printer = Printer::new(out, args.log.json, head, args.limit);
+    if !args.log.json {
+        printer.fit_streams(&streams_shown(&log, &selection)?);
+    }
     match print_range(&log, &selection, &mut printer) {
         Err(Stop::Done) => return Ok(()),
         Err(Stop::Failed(e)) => return Err(e),
@@ -100,7 +106,21 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print_range(log: &LogFile, selection: &Selection, printer: &mut Printer) -> Result<(), Stop> {
+/// The names of the streams the table may show, to size its STREAM column: the streams the
+/// filter chose, else every stream but the vWires (shown by their short id; the others are a
+/// few nodes, services and endpoints, found without reading their events).
+fn streams_shown(log: &LogReader, selection: &Selection) -> anyhow::Result<Vec<String>> {
+    Ok(match &selection.streams {
+        Some(streams) => streams.iter().map(|s| s.as_str().to_owned()).collect(),
+        None => log.streams_outside(VWIRE_STREAM_PREFIX)?,
+    })
+}
+
+fn print_range(
+    log: &LogReader,
+    selection: &Selection,
+    printer: &mut Printer<impl Write>,
+) -> Result<(), Stop> {
     if let Some(trace) = selection.trace_id() {
         for event in log.read_trace(trace)? {
             if selection.matches(&event) {
@@ -117,38 +137,56 @@ fn print_range(log: &LogFile, selection: &Selection, printer: &mut Printer) -> R
         }
         return Ok(());
     }
-    let mut outcome = Ok(());
-    log.for_each(selection.after, selection.until, |event| {
-        if selection.matches(&event)
-            && let Err(stop) = printer.print(&event)
-        {
-            outcome = Err(stop);
-            return Ok(false);
+    log.for_each::<Stop>(selection.after, selection.until, |event| {
+        if selection.matches(&event) {
+            printer.print(&event)?;
         }
         Ok(true)
-    })?;
-    outcome
+    })
 }
 
-/// Prints events as a fixed-width table (the first line a header) or JSON lines; it stops
-/// quietly when the reader went away (`nsm events | head`).
-struct Printer {
-    out: BufWriter<std::io::Stdout>,
+/// The narrowest the STREAM, V and KIND columns get (a vWire's short id, most kinds).
+const STREAM_WIDTH: usize = 14;
+const VERSION_WIDTH: usize = 3;
+const KIND_WIDTH: usize = 18;
+
+/// Prints events as a table (the first line a header) or JSON lines; it stops quietly when
+/// the reader went away (`nsm events | head`).
+///
+/// Every row lines up with the header above it: the STREAM column is as wide as the longest
+/// name it was told of ([`Printer::fit_streams`]) and KIND as the longest known kind. A wider
+/// cell that still comes (a stream created while `--follow` runs, a version past 999, a kind
+/// of a newer binary) widens its column, and the header is printed again above it.
+struct Printer<W: Write> {
+    out: W,
     json: bool,
     header_due: bool,
     position_width: usize,
+    stream_width: usize,
+    version_width: usize,
+    kind_width: usize,
     left: Option<u64>,
 }
 
-impl Printer {
-    fn new(json: bool, head: Position, limit: Option<u64>) -> Self {
+impl<W: Write> Printer<W> {
+    fn new(out: W, json: bool, head: Position, limit: Option<u64>) -> Self {
+        let kinds = SCHEMAS.iter().map(|(kind, _)| kind.chars().count());
         Self {
-            out: BufWriter::new(std::io::stdout()),
+            out,
             json,
             header_due: !json,
             position_width: head.0.to_string().len().max("POSITION".len()),
+            stream_width: STREAM_WIDTH,
+            version_width: VERSION_WIDTH,
+            kind_width: kinds.max().unwrap_or(0).max(KIND_WIDTH),
             left: limit,
         }
+    }
+
+    /// Makes the STREAM column wide enough for each of `streams`, as the table shows them.
+    fn fit_streams(&mut self, streams: &[String]) {
+        let widest = streams.iter().map(|s| short_stream(s).chars().count());
+        self.stream_width = self.stream_width.max(widest.max().unwrap_or(0));
     }
 
     fn print(&mut self, event: &RecordedEvent) -> Result<(), Stop> {
@@ -158,31 +196,51 @@ impl Printer {
         if let Some(left) = &mut self.left {
             *left -= 1;
         }
-        let width = self.position_width;
+        if self.json {
+            let line =
+                serde_json::to_string(&EventLine::new(event)).map_err(anyhow::Error::from)?;
+            return writeln!(self.out, "{line}").map_err(Stop::from_io);
+        }
+        let stream = short_stream(event.stream.as_str());
+        let version = event.version.to_string();
+        self.widen(&[&stream, &version, &event.event_type]);
+        let (width, streams) = (self.position_width, self.stream_width);
+        let (versions, kinds) = (self.version_width, self.kind_width);
         if self.header_due {
             self.header_due = false;
             let header = format!(
-                "{:>width$}  {:<27}  {:<14}  {:>3}  {:<18}  SUMMARY",
+                "{:>width$}  {:<27}  {:<streams$}  {:>versions$}  {:<kinds$}  SUMMARY",
                 "POSITION", "RECORDED_AT", "STREAM", "V", "KIND"
             );
             writeln!(self.out, "{header}").map_err(Stop::from_io)?;
         }
-        if self.json {
-            let line =
-                serde_json::to_string(&EventLine::new(event)).map_err(anyhow::Error::from)?;
-            writeln!(self.out, "{line}").map_err(Stop::from_io)
-        } else {
-            writeln!(
-                self.out,
-                "{:>width$}  {:<27}  {:<14}  {:>3}  {:<18}  {}",
-                event.position.0,
-                nsm_log::store::format_timestamp(event.recorded_at),
-                short_stream(event.stream.as_str()),
-                event.version,
-                event.event_type,
-                describe(event)
-            )
-            .map_err(Stop::from_io)
+        writeln!(
+            self.out,
+            "{:>width$}  {:<27}  {:<streams$}  {:>versions$}  {:<kinds$}  {}",
+            event.position.0,
+            nsm_log::store::format_timestamp(event.recorded_at),
+            stream,
+            version,
+            event.event_type,
+            describe(event)
+        )
+        .map_err(Stop::from_io)
+    }
+
+    /// Widens the columns too narrow for this row's STREAM, V and KIND cells, and has the
+    /// header printed again above the row.
+    fn widen(&mut self, cells: &[&str; 3]) {
+        let widths = [
+            &mut self.stream_width,
+            &mut self.version_width,
+            &mut self.kind_width,
+        ];
+        for (width, cell) in widths.into_iter().zip(cells) {
+            let needed = cell.chars().count();
+            if needed > *width {
+                *width = needed;
+                self.header_due = true;
+            }
         }
     }
 
@@ -191,5 +249,133 @@ impl Printer {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             other => Ok(other?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use nsm_log::store::StreamId;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn event(position: u64, stream: &str, version: u64, kind: &str) -> RecordedEvent {
+        RecordedEvent {
+            position: Position(position),
+            id: Uuid::now_v7(),
+            stream: StreamId::new(stream).unwrap(),
+            version,
+            event_type: kind.into(),
+            schema_version: 1,
+            recorded_at: Utc::now(),
+            correlation_id: None,
+            causation_id: None,
+            payload: "{}".into(),
+        }
+    }
+
+    /// Streams of every kind: a vWire (shown by its short id), a node's data plane, an
+    /// endpoint with a long name; a kind longer than most.
+    fn events() -> Vec<RecordedEvent> {
+        let vwire = format!("vwire-{}", Uuid::now_v7());
+        vec![
+            event(1, &vwire, 1, "Requested"),
+            event(2, "dataplane-node-1", 1, "Reconciled"),
+            event(
+                3,
+                "nse-a-rather-long-endpoint-name-for-a-table",
+                2,
+                "EndpointUnregistered",
+            ),
+            event(4, "ns-web", 1, "ServiceRegistered"),
+            event(5, "dataplane-node-1", 2, "OrphansRemoved"),
+        ]
+    }
+
+    fn table(events: &[RecordedEvent], fit: bool) -> String {
+        let mut printer = Printer::new(Vec::new(), false, Position(5), None);
+        if fit {
+            let names: Vec<String> = events.iter().map(|e| e.stream.to_string()).collect();
+            printer.fit_streams(&names);
+        }
+        for event in events {
+            printer.print(event).map_err(|_| "print").unwrap();
+        }
+        String::from_utf8(printer.out).unwrap()
+    }
+
+    /// Where a line's first six cells begin and end, in characters (the cells hold no
+    /// spaces, except the last, the summary, of which only the start counts).
+    fn cells(line: &str) -> Vec<(usize, usize)> {
+        let chars: Vec<char> = line.chars().collect();
+        let mut cells = Vec::new();
+        let mut i = 0;
+        while i < chars.len() && cells.len() < 6 {
+            if chars[i] == ' ' {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < chars.len() && chars[i] != ' ' {
+                i += 1;
+            }
+            cells.push((start, i));
+        }
+        cells
+    }
+
+    /// Checks every row against the header above it: POSITION and V end where their headers
+    /// end (right-aligned), the other columns start where theirs start. Gives the headers seen.
+    fn assert_lined_up(table: &str) -> usize {
+        let mut header = None;
+        let mut headers = 0;
+        for line in table.lines() {
+            let row = cells(line);
+            if line.trim_start().starts_with("POSITION") {
+                header = Some(row);
+                headers += 1;
+                continue;
+            }
+            let header = header.as_ref().expect("a header first");
+            for column in [0, 3] {
+                assert_eq!(row[column].1, header[column].1, "column {column}:\n{table}");
+            }
+            for column in [1, 2, 4, 5] {
+                assert_eq!(row[column].0, header[column].0, "column {column}:\n{table}");
+            }
+        }
+        headers
+    }
+
+    #[test]
+    fn every_column_lines_up_whatever_the_stream_names() {
+        let table = table(&events(), true);
+        assert_eq!(assert_lined_up(&table), 1, "one header:\n{table}");
+        assert_eq!(table.lines().count(), 6);
+    }
+
+    #[test]
+    fn a_cell_wider_than_its_column_widens_it_under_a_new_header() {
+        // As under --follow, when a stream appears after the table began; and a version past
+        // 999, which no column was sized for.
+        let mut events = events();
+        events.push(event(6, "dataplane-node-1", 1234, "Reconciled"));
+        let table = table(&events, false);
+        assert_eq!(assert_lined_up(&table), 4, "{table}");
+    }
+
+    #[test]
+    fn a_vwire_is_shown_by_its_short_id_and_the_column_keeps_its_old_width() {
+        let vwire = format!("vwire-{}", Uuid::now_v7());
+        let events = [
+            event(1, &vwire, 1, "Requested"),
+            event(2, "ns-web", 1, "Closed"),
+        ];
+        let table = table(&events, true);
+        let header = table.lines().next().unwrap();
+        let columns = format!("{:<STREAM_WIDTH$}  {:>VERSION_WIDTH$}  KIND", "STREAM", "V");
+        assert!(header.contains(&columns), "{table}");
+        assert_lined_up(&table);
     }
 }

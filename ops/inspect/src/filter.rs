@@ -16,9 +16,9 @@ use nsm_domain::upcast::SCHEMAS;
 use nsm_domain::vwire::{VWIRE_STREAM_PREFIX, VWireEvent};
 use nsm_log::store::{Position, RecordedEvent, StreamId};
 
-use super::log::LogFile;
 use super::progress::Progress;
 use super::scan::scan;
+use nsm_log::read::LogReader;
 
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct FilterArgs {
@@ -114,7 +114,7 @@ impl Selection {
 
 impl FilterArgs {
     /// Resolves the filter against `log` up to `head`.
-    pub(crate) fn select(&self, log: &LogFile, head: Position) -> anyhow::Result<Selection> {
+    pub(crate) fn select(&self, log: &LogReader, head: Position) -> anyhow::Result<Selection> {
         if let Some(trace) = &self.trace_id {
             let valid = trace.len() == 32 && trace.chars().all(|c| c.is_ascii_hexdigit());
             if !valid {
@@ -164,7 +164,11 @@ impl FilterArgs {
     /// The vWire streams whose service, client and endpoint match, from their `Requested`
     /// and `Established` events anywhere in the log (a vWire requested before the window
     /// still belongs to its service).
-    fn streams_matching(&self, log: &LogFile, head: Position) -> anyhow::Result<HashSet<StreamId>> {
+    fn streams_matching(
+        &self,
+        log: &LogReader,
+        head: Position,
+    ) -> anyhow::Result<HashSet<StreamId>> {
         #[derive(Default)]
         struct Seen {
             requested: bool,
@@ -217,7 +221,7 @@ impl FilterArgs {
 
 /// The stream of the vWire `given` names: a whole id, a `vwire-` stream id, or a prefix of
 /// the id that only one vWire has.
-pub(crate) fn resolve_vwire(log: &LogFile, given: &str) -> anyhow::Result<StreamId> {
+pub(crate) fn resolve_vwire(log: &LogReader, given: &str) -> anyhow::Result<StreamId> {
     let id = given
         .strip_prefix(VWIRE_STREAM_PREFIX)
         .unwrap_or(given)

@@ -9,9 +9,9 @@ use nsm_domain::vwire::{VWIRE_STREAM_PREFIX, VWire, VWireEvent, VWireId};
 use nsm_log::store::Position;
 use uuid::Uuid;
 
-use super::log::LogFile;
 use super::progress::Progress;
 use super::scan::scan_payloads;
+use nsm_log::read::LogReader;
 
 /// The vWires as they were at `position`.
 #[derive(Debug, Default)]
@@ -39,7 +39,7 @@ fn decode(stream: &str, stored: StoredPayload<'_>) -> Decoded {
 }
 
 /// Folds every vWire stream up to `position` (inclusive).
-pub(crate) fn state_at(log: &LogFile, position: Position) -> anyhow::Result<Folded> {
+pub(crate) fn state_at(log: &LogReader, position: Position) -> anyhow::Result<Folded> {
     let first = log.first()?;
     let total = position.0.saturating_sub(first.0.saturating_sub(1));
     let progress = if total > 200_000 {

@@ -1,7 +1,7 @@
 //! # nsm-inspect: the operator commands, as a library
 //!
-//! Questions asked of the event log, offline and read-only. Each opens the
-//! log with [`log::LogFile`] (never a write, never a lock the node's writer waits for, so
+//! Questions asked of the event log, offline and read-only. Each opens the log with
+//! [`nsm_log::read::LogReader`] (never a write, never a lock the node's writer waits for, so
 //! they run beside a busy node or on a copy from another machine), prints a table for people
 //! or JSON for programs, and fails with a message naming the file when it is missing, is not
 //! an nsm-rs log, or has a schema newer than this binary.
@@ -18,7 +18,8 @@
 //!
 //! It reads logs offline, through `nsm-log`'s read API, and folds them with `nsm-domain`: it
 //! never depends on the runtime or on a data plane, so it runs on any machine, against a log
-//! copied from anywhere. [`output`] is how every `nsm` command prints a report.
+//! copied from anywhere. It issues no SQL and names no column: `nsm import` writes through
+//! `nsm-log`'s import API too. [`output`] is how every `nsm` command prints a report.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -28,7 +29,6 @@ mod describe;
 pub mod events;
 mod filter;
 mod fold;
-mod log;
 pub mod output;
 mod progress;
 pub mod replay;
@@ -76,5 +76,11 @@ impl Stop {
 impl From<anyhow::Error> for Stop {
     fn from(error: anyhow::Error) -> Self {
         Stop::Failed(error)
+    }
+}
+
+impl From<nsm_log::ReadError> for Stop {
+    fn from(error: nsm_log::ReadError) -> Self {
+        Stop::Failed(error.into())
     }
 }

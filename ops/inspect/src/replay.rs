@@ -9,10 +9,10 @@ use nsm_log::store::Position;
 use serde::Serialize;
 
 use super::describe::short_stream;
-use super::log::LogFile;
 use super::progress::Progress;
 use super::scan::scan;
 use super::{LogArgs, table};
+use nsm_log::read::LogReader;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -42,7 +42,7 @@ struct Report {
 }
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let log = LogFile::open(&args.log.db).await?;
+    let log = LogReader::open(&args.log.db).await?;
     let head = log.head()?;
     let to = Position(args.to.unwrap_or(head.0).min(head.0));
     let from = Position(args.from.unwrap_or(1).max(1));

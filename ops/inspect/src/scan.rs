@@ -9,13 +9,13 @@ use anyhow::Context;
 use nsm_domain::upcast::StoredPayload;
 use nsm_log::store::{Position, RecordedEvent};
 
-use super::log::{CHUNK, LogFile};
 use super::progress::Progress;
+use nsm_log::read::{CHUNK, LogReader};
 
 /// Reads every event after `after` up to `until`, maps each with `decode` on several
 /// threads, and gives the results to `consume` in position order.
 pub(crate) fn scan<T, D, C>(
-    log: &LogFile,
+    log: &LogReader,
     after: Position,
     until: Position,
     progress: &Progress,
@@ -27,16 +27,16 @@ where
     D: Fn(RecordedEvent) -> T + Sync,
     C: FnMut(T) -> anyhow::Result<()>,
 {
-    let read = |connection: &LogFile, from, to, buffer: &mut Vec<T>| {
-        connection.map_range_into(from, to, usize::MAX, &decode, buffer)
+    let read = |connection: &LogReader, from, to, buffer: &mut Vec<T>| {
+        Ok(connection.map_range_into(from, to, usize::MAX, &decode, buffer)?)
     };
     scan_with(log, after, until, progress, read, consume)
 }
 
 /// [`scan`] for a `decode` that needs only a row's stream and what decoding reads
-/// ([`LogFile::map_payloads_into`]): the fast way to fold the whole log.
+/// ([`LogReader::map_payloads_into`]): the fast way to fold the whole log.
 pub(crate) fn scan_payloads<T, D, C>(
-    log: &LogFile,
+    log: &LogReader,
     after: Position,
     until: Position,
     progress: &Progress,
@@ -48,8 +48,8 @@ where
     D: Fn(&str, StoredPayload<'_>) -> T + Sync,
     C: FnMut(T) -> anyhow::Result<()>,
 {
-    let read = |connection: &LogFile, from, to, buffer: &mut Vec<T>| {
-        connection.map_payloads_into(from, to, &decode, buffer)
+    let read = |connection: &LogReader, from, to, buffer: &mut Vec<T>| {
+        Ok(connection.map_payloads_into(from, to, &decode, buffer)?)
     };
     scan_with(log, after, until, progress, read, consume)
 }
@@ -57,7 +57,7 @@ where
 /// The engine of both: `read` fills a buffer with one chunk's results, on a worker thread
 /// with its own connection.
 fn scan_with<T, R, C>(
-    log: &LogFile,
+    log: &LogReader,
     after: Position,
     until: Position,
     progress: &Progress,
@@ -66,7 +66,7 @@ fn scan_with<T, R, C>(
 ) -> anyhow::Result<()>
 where
     T: Send,
-    R: Fn(&LogFile, Position, Position, &mut Vec<T>) -> anyhow::Result<()> + Sync,
+    R: Fn(&LogReader, Position, Position, &mut Vec<T>) -> anyhow::Result<()> + Sync,
     C: FnMut(T) -> anyhow::Result<()>,
 {
     if until <= after {
@@ -79,7 +79,7 @@ where
     let chunks = (until.0 - after.0).div_ceil(chunk);
     let connections = (0..workers.min(chunks))
         .map(|_| log.reopen())
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let workers = connections.len() as u64;
     std::thread::scope(|scope| {
         let read = &read;

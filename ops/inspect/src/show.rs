@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use super::describe::{changes, describe};
 use super::filter::resolve_vwire;
-use super::log::LogFile;
 use super::vwires::VWireRow;
 use super::{LogArgs, table};
+use nsm_log::read::LogReader;
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -44,7 +44,7 @@ struct Step {
 }
 
 pub async fn run(args: ShowArgs) -> anyhow::Result<()> {
-    let log = LogFile::open(&args.log.db).await?;
+    let log = LogReader::open(&args.log.db).await?;
     let stream = resolve_vwire(&log, &args.vwire)?;
     let id = VWireId::from_stream(&stream)
         .ok_or_else(|| anyhow::anyhow!("{stream} is not a vWire stream"))?;

@@ -15,8 +15,8 @@ use nsm_log::store::{Position, RecordedEvent, StreamId};
 use super::LogArgs;
 use super::describe::describe;
 use super::filter::FilterArgs;
-use super::log::LogFile;
 use super::timeline::{Lane, LaneState, Mark, Segment, Timeline, render_html, render_svg};
+use nsm_log::read::LogReader;
 
 #[derive(Debug, Args)]
 pub struct TimelineArgs {
@@ -44,7 +44,7 @@ pub async fn run(args: TimelineArgs) -> anyhow::Result<()> {
     if args.out.exists() && !args.force {
         bail!("{} exists; give --force to replace it", args.out.display());
     }
-    let log = LogFile::open(&args.log.db).await?;
+    let log = LogReader::open(&args.log.db).await?;
     let head = log.head()?;
     let selection = args.filter.select(&log, head)?;
 
@@ -68,7 +68,7 @@ pub async fn run(args: TimelineArgs) -> anyhow::Result<()> {
             .iter()
             .for_each(&mut note);
     } else {
-        log.for_each(selection.after, selection.until, |event| {
+        log.for_each::<anyhow::Error>(selection.after, selection.until, |event| {
             note(&event);
             Ok(true)
         })?;
@@ -188,7 +188,7 @@ fn lane(
     }
 }
 
-fn subtitle(args: &TimelineArgs, log: &LogFile, head: Position) -> String {
+fn subtitle(args: &TimelineArgs, log: &LogReader, head: Position) -> String {
     let f = &args.filter;
     let mut parts = vec![format!("{} (head {head})", log.path().display())];
     let named = [

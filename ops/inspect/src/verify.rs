@@ -8,8 +8,8 @@
 //! |---|---|---|
 //! | `rows` | every row reads: a UUID id, an RFC 3339 time, numbers in range | the pass |
 //! | `positions` | 1, 2, 3, ... with no hole; holes are listed as ranges | the pass |
-//! | `versions` | each stream's versions are 1, 2, 3, ... in position order | one SQL query |
-//! | `event_ids` | no id twice (even if the UNIQUE index was dropped) | one SQL query |
+//! | `versions` | each stream's versions are 1, 2, 3, ... in position order | one query |
+//! | `event_ids` | no id twice (even if the UNIQUE index was dropped) | one query |
 //! | `schemas` | every (event_type, schema_version) is readable (upcasters) | the pass |
 //! | `payloads` | every payload decodes with its stream's decoder | the pass |
 //! | `recorded_at` | never decreases along position | the pass |
@@ -18,8 +18,10 @@
 //!
 //! "The pass" is one read of the log by [`scan`]: rows are decoded on every core and the
 //! checks see them in position order, in memory of a few numbers (no per-event query, no
-//! per-stream state). The two SQL checks run on SQLite's own indexes; the projection
-//! comparisons run on the store's reader pool at the same time as the pass.
+//! per-stream state). The two queries (`nsm-log`'s [`LogReader::misplaced_versions`] and
+//! [`LogReader::duplicate_ids`]) run on SQLite's own indexes; the projection comparisons run
+//! on the store's reader pool at the same time as the pass. This module decides what is a
+//! failure and tells it; it issues no SQL.
 //!
 //! A log imported from a cut bundle (`log_meta.whole` is `false`) has holes by
 //! construction: `positions` reports them as `info`, not as a failure.
@@ -40,18 +42,18 @@ use nsm_domain::registry::{
 use nsm_domain::upcast;
 use nsm_domain::vwire::{VWIRE_STREAM_PREFIX, VWireEvent, VWireId};
 use nsm_log::projection::Mismatch;
+use nsm_log::read::MisplacedVersion;
 use nsm_log::store::{
     LiveRow, OpenOptions, Position, RecordedEvent, RegistrationRow, SqliteStore, format_timestamp,
 };
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::LogArgs;
-use super::log::LogFile;
 use super::progress::Progress;
 use super::scan::scan;
 use super::table;
+use nsm_log::read::LogReader;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -173,7 +175,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
 
 /// Runs every check on the log at `path`.
 pub(crate) async fn verify(path: &Path, integrity: bool) -> anyhow::Result<Vec<Check>> {
-    let log = LogFile::open(path).await?;
+    let log = LogReader::open(path).await?;
     let options = OpenOptions {
         integrity_check: false,
         readers: 2,
@@ -205,24 +207,8 @@ pub(crate) async fn verify(path: &Path, integrity: bool) -> anyhow::Result<Vec<C
 }
 
 /// True when `log_meta` says the log is an import of a bundle that was cut.
-fn imported_from_cut_bundle(log: &LogFile) -> anyhow::Result<bool> {
-    let conn = log.connection();
-    let has_table: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'log_meta'",
-        [],
-        |row| row.get(0),
-    )?;
-    if !has_table {
-        return Ok(false);
-    }
-    let whole: Option<String> = conn
-        .query_row(
-            "SELECT value FROM log_meta WHERE key = 'whole'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    Ok(whole.as_deref() == Some("false"))
+fn imported_from_cut_bundle(log: &LogReader) -> anyhow::Result<bool> {
+    Ok(log.meta("whole")?.as_deref() == Some("false"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -288,7 +274,7 @@ struct Pass {
     times: Problems,
 }
 
-fn one_pass(log: &LogFile) -> anyhow::Result<Pass> {
+fn one_pass(log: &LogReader) -> anyhow::Result<Pass> {
     let head = log.head()?;
     let first = log.first()?;
     let progress = Progress::new(head.0.saturating_sub(first.0.saturating_sub(1)), "events");
@@ -399,28 +385,21 @@ impl Pass {
 }
 
 // ---------------------------------------------------------------------------------------
-// SQL checks
+// The checks SQLite answers
 
-/// Versions 1, 2, 3, ... per stream, each after the one before it in position order. One
-/// window query over the `(stream, version)` index: no per-stream state in memory.
-fn versions(log: &LogFile) -> anyhow::Result<Check> {
-    let mut statement = log.connection().prepare(
-        "SELECT stream, version, position, previous, previous_position FROM (
-             SELECT stream, version, position,
-                    lag(version, 1, 0) OVER by_version AS previous,
-                    lag(position, 1, 0) OVER by_version AS previous_position
-               FROM events
-             WINDOW by_version AS (PARTITION BY stream ORDER BY version))
-          WHERE version <> previous + 1 OR position < previous_position
-          ORDER BY position",
-    )?;
+/// Versions 1, 2, 3, ... per stream, each after the one before it in position order (one
+/// query over the `(stream, version)` index: no per-stream state in memory).
+fn versions(log: &LogReader) -> anyhow::Result<Check> {
     let mut problems = Problems::default();
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let (stream, version, position): (String, i64, i64) =
-            (row.get(0)?, row.get(1)?, row.get(2)?);
-        let (previous, previous_position): (i64, i64) = (row.get(3)?, row.get(4)?);
-        problems.push(Some(position as u64), || match previous {
+    log.misplaced_versions(|misplaced| {
+        let MisplacedVersion {
+            stream,
+            version,
+            position,
+            previous,
+            previous_position,
+        } = misplaced;
+        problems.push(Some(position), || match previous {
             0 => format!("{stream} begins at version {version}, not 1"),
             p if version == p => format!("{stream} has version {version} twice"),
             p if version == p + 1 => format!(
@@ -428,36 +407,32 @@ fn versions(log: &LogFile) -> anyhow::Result<Check> {
             ),
             p => format!("{stream} version {version} follows version {p}"),
         });
-    }
+    })?;
     let summary = format!("{} versions out of place", problems.count);
     Ok(Check::new("versions", problems, summary))
 }
 
-/// No event id twice. The schema's UNIQUE index makes it so, unless the file was edited;
-/// one GROUP BY finds out either way.
-fn event_ids(log: &LogFile) -> anyhow::Result<Check> {
-    let mut statement = log.connection().prepare(
-        "SELECT event_id, count(*), min(position), group_concat(position, ', ')
-           FROM events GROUP BY event_id HAVING count(*) > 1 ORDER BY min(position)",
-    )?;
+/// No event id twice (the schema's UNIQUE index makes it so, unless the file was edited).
+fn event_ids(log: &LogReader) -> anyhow::Result<Check> {
     let mut problems = Problems::default();
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let (id, count, first, positions): (String, i64, i64, String) =
-            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-        problems.push(Some(first as u64), || {
-            format!("event id {id} is in {count} rows (positions {positions})")
+    log.duplicate_ids(|duplicate| {
+        let first = duplicate.positions.first().copied();
+        problems.push(first, || {
+            let positions: Vec<String> = duplicate.positions.iter().map(u64::to_string).collect();
+            format!(
+                "event id {} is in {} rows (positions {})",
+                duplicate.event_id,
+                duplicate.positions.len(),
+                positions.join(", ")
+            )
         });
-    }
+    })?;
     let summary = format!("{} ids in more than one row", problems.count);
     Ok(Check::new("event_ids", problems, summary))
 }
 
-fn quick_check(log: &LogFile) -> anyhow::Result<Check> {
-    let mut statement = log.connection().prepare("PRAGMA quick_check(100)")?;
-    let report = statement
-        .query_map([], |row| row.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
+fn quick_check(log: &LogReader) -> anyhow::Result<Check> {
+    let report = log.quick_check(100)?;
     let mut problems = Problems::default();
     if report != ["ok"] {
         for line in report {

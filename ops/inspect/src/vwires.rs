@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::describe::{address_pair, ending, mechanism, short_id};
 use super::filter::parse_moment;
 use super::fold::state_at;
-use super::log::LogFile;
 use super::{LogArgs, table};
+use nsm_log::read::LogReader;
 
 #[derive(Debug, Args)]
 pub struct VWiresArgs {
@@ -99,7 +99,7 @@ impl VWireRow {
     reason = "sorting 100k pointers is much faster than sorting 100k vWires by value"
 )]
 pub(crate) fn snapshot(
-    log: &LogFile,
+    log: &LogReader,
     at: Option<DateTime<Utc>>,
     position: Option<u64>,
 ) -> anyhow::Result<(Position, DateTime<Utc>, Vec<Box<VWire>>)> {
@@ -142,7 +142,7 @@ pub async fn run(args: VWiresArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let log = LogFile::open(&args.log.db).await?;
+    let log = LogReader::open(&args.log.db).await?;
     let (position, moment, vwires) = snapshot(&log, args.at, args.position)?;
     let rows: Vec<VWireRow> = vwires
         .iter()

@@ -3,7 +3,7 @@
 //!
 //! [`EventStore`] is the contract; [`SqliteStore`] is the durable implementation and
 //! [`MemoryStore`] the in-memory one used by fast tests. Both pass the same conformance suite
-//! (`events/tests/conformance.rs`).
+//! (`events/log/tests/conformance.rs`).
 
 mod memory;
 mod retry;

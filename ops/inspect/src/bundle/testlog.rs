@@ -16,8 +16,10 @@ use nsm_domain::vwire::{
     ClosedBy, Command, ConnectionContext, EndpointRef, IpContext, Mechanism, MechanismClass,
     Path as VWirePath, PathSegment, ServiceName, SpiffeId, VWire, VWireId, VWireRequest, decide,
 };
+use nsm_log::import::Import;
 use nsm_log::projection::registry::{endpoint_change, service_change};
 use nsm_log::projection::vwire::change_for;
+use nsm_log::row::EventRow;
 use nsm_log::store::{
     AppendRequest, Causation, EventStore, ExpectedVersion, OpenOptions, Position, SqliteStore,
 };
@@ -185,12 +187,6 @@ pub(crate) async fn sample(path: &Path) -> PathBuf {
     log.finish().await
 }
 
-/// Runs `sql` on the file with a connection of its own (to damage a log on purpose).
-pub(crate) fn tamper(path: &Path, sql: &str) {
-    let conn = rusqlite::Connection::open(path).expect("open for tampering");
-    conn.execute_batch(sql).expect("tamper");
-}
-
 fn request(id: VWireId) -> VWireRequest {
     VWireRequest {
         service: ServiceName::new("web").expect("service"),
@@ -260,90 +256,55 @@ pub(crate) async fn import(bundle: &Path, db: &Path) {
 }
 
 /// A big log, fast: `vwires` vWires of 10 events each (Requested, Established, 7 Refreshed,
-/// and Closed for one in four), made by `decide`, interleaved 64 at a time, inserted in one
-/// transaction with their `live_vwires` rows (what the store would write, without its
-/// per-append checks).
+/// and Closed for one in four), made by `decide`, interleaved 64 at a time, loaded in one
+/// transaction as an import loads a bundle (rows with their positions, then the projections
+/// rebuilt from them), without the store's per-append checks.
 pub(crate) async fn write_big(path: &Path, vwires: u64) {
-    let options = OpenOptions {
-        integrity_check: false,
-        ..OpenOptions::default()
-    };
-    SqliteStore::open(path, options)
-        .await
-        .expect("create")
-        .close()
-        .await;
-    let mut conn = rusqlite::Connection::open(path).expect("open");
-    conn.pragma_update(None, "synchronous", "OFF")
-        .expect("pragma");
-    let tx = conn.transaction().expect("begin");
-    {
-        let mut insert = tx
-            .prepare(
-                "INSERT INTO events (event_id, stream, version, event_type, schema_version, \
-                 recorded_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .expect("prepare");
-        let mut live = tx
-            .prepare("INSERT INTO live_vwires VALUES (?1, ?2, ?3, ?4, ?5)")
-            .expect("prepare");
-        let start = Utc::now() - chrono::Duration::days(1);
-        let mut tick = 0i64;
-        for group in 0..vwires.div_ceil(64) {
-            let ids: Vec<VWireId> = (group * 64..((group + 1) * 64).min(vwires))
-                .map(|_| VWireId::new_random())
-                .collect();
-            let mut states: Vec<Option<VWire>> = vec![None; ids.len()];
-            for step in 0..10 {
-                for (n, id) in ids.iter().enumerate() {
-                    let now = start + chrono::Duration::microseconds(tick * 10);
-                    tick += 1;
-                    let lifetime = chrono::Duration::from_std(LIFETIME).expect("lifetime");
-                    let command = match step {
-                        0 => Command::Request(request(*id)),
-                        1 => establish(*id, now),
-                        9 if n % 4 == 0 => Command::Close {
-                            by: ClosedBy::Client,
-                            reason: "done".into(),
-                        },
-                        _ => Command::Refresh {
-                            expires_at: now + lifetime,
-                            path: None,
-                        },
+    let mut import = Import::begin(path).await.expect("create");
+    let start = Utc::now() - chrono::Duration::days(1);
+    let lifetime = chrono::Duration::from_std(LIFETIME).expect("lifetime");
+    let mut position = 0i64;
+    for group in 0..vwires.div_ceil(64) {
+        let ids: Vec<VWireId> = (group * 64..((group + 1) * 64).min(vwires))
+            .map(|_| VWireId::new_random())
+            .collect();
+        let mut states: Vec<Option<VWire>> = vec![None; ids.len()];
+        for step in 0..10 {
+            for (n, id) in ids.iter().enumerate() {
+                let now = start + chrono::Duration::microseconds((position + 1) * 10);
+                let command = match step {
+                    0 => Command::Request(request(*id)),
+                    1 => establish(*id, now),
+                    9 if n % 4 == 0 => Command::Close {
+                        by: ClosedBy::Client,
+                        reason: "done".into(),
+                    },
+                    _ => Command::Refresh {
+                        expires_at: now + lifetime,
+                        path: None,
+                    },
+                };
+                for event in decide(states[n].as_ref(), &command, now).expect("decide") {
+                    let next = VWire::evolve(states[n].take(), *id, &event).expect("fold");
+                    let new = event.to_new_event(Causation::default()).expect("encode");
+                    position += 1;
+                    let row = EventRow {
+                        position,
+                        event_id: new.id.to_string(),
+                        stream: id.stream().to_string(),
+                        version: next.version as i64,
+                        event_type: new.event_type,
+                        schema_version: i64::from(new.schema_version),
+                        recorded_at: nsm_log::store::format_timestamp(now),
+                        correlation_id: None,
+                        causation_id: None,
+                        payload: new.payload,
                     };
-                    for event in decide(states[n].as_ref(), &command, now).expect("decide") {
-                        let next = VWire::evolve(states[n].take(), *id, &event).expect("fold");
-                        let new = event.to_new_event(Causation::default()).expect("encode");
-                        insert
-                            .execute(rusqlite::params![
-                                new.id.to_string(),
-                                id.stream().as_str(),
-                                next.version as i64,
-                                new.event_type,
-                                new.schema_version,
-                                nsm_log::store::format_timestamp(now),
-                                new.payload,
-                            ])
-                            .expect("insert");
-                        states[n] = Some(next);
-                    }
-                }
-            }
-            for state in states.into_iter().flatten() {
-                if let nsm_log::store::ProjectionChange::UpsertVWire(row) =
-                    change_for(&state).expect("projection")
-                {
-                    live.execute(rusqlite::params![
-                        state.id.stream().as_str(),
-                        state.version as i64,
-                        row.status,
-                        nsm_log::store::format_timestamp(row.expires_at),
-                        row.state,
-                    ])
-                    .expect("insert");
+                    import.insert(&row).expect("insert");
+                    states[n] = Some(next);
                 }
             }
         }
     }
-    tx.commit().expect("commit");
+    import.commit([]).await.expect("commit");
 }

@@ -2,9 +2,9 @@ use std::path::{Path, PathBuf};
 
 use nsm_domain::vwire::{VWire, VWireId};
 use nsm_log::store::{
-    AppendRequest, Causation, EventStore, ExpectedVersion, OpenOptions, Position, SqliteStore,
+    AppendRequest, Causation, EventStore, ExpectedVersion, LiveRow, OpenOptions, Position,
+    RegistrationRow, SqliteStore,
 };
-use rusqlite::Connection;
 
 use super::testlog::{TestLog, sample};
 use super::*;
@@ -24,27 +24,48 @@ fn export_args(db: &Path, out: &Path) -> ExportArgs {
     }
 }
 
-/// Rows of `table` in one file and not the other, both ways, compared by SQL.
-fn rows_differing(a: &Path, b: &Path, table: &str) -> i64 {
-    let conn = Connection::open(a).unwrap();
-    conn.execute("ATTACH DATABASE ?1 AS other", [b.to_str().unwrap()])
-        .unwrap();
-    conn.query_row(
-        &format!(
-            "SELECT (SELECT count(*) FROM (SELECT * FROM main.{table} EXCEPT SELECT * FROM other.{table}))
-                  + (SELECT count(*) FROM (SELECT * FROM other.{table} EXCEPT SELECT * FROM main.{table}))"
-        ),
-        [],
-        |row| row.get(0),
-    )
-    .unwrap()
+async fn reader(path: &Path) -> LogReader {
+    LogReader::open(path).await.unwrap()
 }
 
-fn scalar<T: rusqlite::types::FromSql>(path: &Path, sql: &str) -> T {
-    Connection::open(path)
-        .unwrap()
-        .query_row(sql, [], |row| row.get(0))
-        .unwrap()
+/// Every `events` row of a log, every column as stored.
+async fn event_rows(path: &Path) -> Vec<EventRow> {
+    let log = reader(path).await;
+    let mut rows = Vec::new();
+    log.for_each_row::<nsm_log::ReadError>(Position::START, log.head().unwrap(), |row| {
+        rows.push(row);
+        Ok(())
+    })
+    .unwrap();
+    rows
+}
+
+/// The rows of `live_vwires` and `live_registry`.
+async fn projection_rows(path: &Path) -> (Vec<LiveRow>, Vec<RegistrationRow>) {
+    let options = OpenOptions {
+        integrity_check: false,
+        ..OpenOptions::default()
+    };
+    let store = SqliteStore::open_read_only(path, options).await.unwrap();
+    let rows = (
+        store.live_rows().await.unwrap(),
+        store.registration_rows().await.unwrap(),
+    );
+    store.close().await;
+    rows
+}
+
+async fn events_in(path: &Path) -> u64 {
+    let log = reader(path).await;
+    log.count_until(log.head().unwrap()).unwrap()
+}
+
+async fn head(path: &Path) -> u64 {
+    reader(path).await.head().unwrap().0
+}
+
+async fn meta(path: &Path, key: &str) -> Option<String> {
+    reader(path).await.meta(key).unwrap()
 }
 
 fn bundle_lines(path: &Path) -> Vec<String> {
@@ -56,7 +77,7 @@ fn bundle_lines(path: &Path) -> Vec<String> {
 }
 
 async fn states(path: &Path, position: u64) -> std::collections::HashMap<VWireId, VWire> {
-    let log = LogFile::open(path).await.unwrap();
+    let log = LogReader::open(path).await.unwrap();
     let folded = state_at(&log, Position(position)).unwrap();
     assert!(folded.problems.is_empty(), "{:?}", folded.problems);
     folded
@@ -86,21 +107,19 @@ async fn export_then_import_gives_back_every_column_of_every_row() {
     let imported = dir.path().join("imported.db");
     let loaded = load_bundle(&bundle, &imported).await.unwrap();
 
-    let events: i64 = scalar(&source, "SELECT count(*) FROM events");
-    assert_eq!(loaded.events as i64, events);
-    for table in ["events", "live_vwires", "live_registry"] {
-        assert_eq!(rows_differing(&source, &imported, table), 0, "{table}");
-    }
-    let head: i64 = scalar(&source, "SELECT max(position) FROM events");
-    let sequence: i64 = scalar(
-        &imported,
-        "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+    assert_eq!(loaded.events, events_in(&source).await);
+    assert_eq!(event_rows(&source).await, event_rows(&imported).await);
+    assert_eq!(
+        projection_rows(&source).await,
+        projection_rows(&imported).await
     );
-    assert_eq!(sequence, head);
-    let whole: String = scalar(&imported, "SELECT value FROM log_meta WHERE key = 'whole'");
-    assert_eq!(whole, "true");
-    let nodes: String = scalar(&imported, "SELECT value FROM log_meta WHERE key = 'nodes'");
-    assert_eq!(nodes, r#"["node-1"]"#);
+    let head = head(&source).await;
+    assert_eq!(nsm_log::testing::sequence(&imported), head as i64);
+    assert_eq!(meta(&imported, "whole").await.as_deref(), Some("true"));
+    assert_eq!(
+        meta(&imported, "nodes").await.as_deref(),
+        Some(r#"["node-1"]"#)
+    );
 
     // A node opening the import appends after the last position.
     let store = SqliteStore::open(&imported, OpenOptions::default())
@@ -123,7 +142,7 @@ async fn export_then_import_gives_back_every_column_of_every_row() {
         vec![event.to_new_event(Causation::default()).unwrap()],
     );
     let appended = store.append(request).await.unwrap();
-    assert_eq!(appended.positions, vec![Position(head as u64 + 1)]);
+    assert_eq!(appended.positions, vec![Position(head + 1)]);
     store.close().await;
 }
 
@@ -135,8 +154,8 @@ async fn the_vwires_at_any_position_are_the_same_on_the_import() {
     write_export(&export_args(&source, &bundle)).await.unwrap();
     let imported = dir.path().join("imported.db");
     load_bundle(&bundle, &imported).await.unwrap();
-    let head: i64 = scalar(&source, "SELECT max(position) FROM events");
-    for position in [1, 3, head as u64 / 2, head as u64 - 1, head as u64] {
+    let head = head(&source).await;
+    for position in [1, 3, head / 2, head - 1, head] {
         assert_eq!(
             states(&source, position).await,
             states(&imported, position).await,
@@ -163,16 +182,14 @@ async fn a_vwire_cut_holds_that_vwire_stream_only() {
     assert!(!report.whole);
     let lines = bundle_lines(&bundle);
     let stream = a.stream().to_string();
-    let events: Vec<RawEvent> = lines[1..]
+    let events: Vec<EventRow> = lines[1..]
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(events.iter().all(|e| e.stream == stream), "{events:?}");
-    let in_source: i64 = scalar(
-        &source,
-        &format!("SELECT count(*) FROM events WHERE stream = '{stream}'"),
-    );
-    assert_eq!(events.len() as i64, in_source);
+    let log = reader(&source).await;
+    let in_source = log.read_stream(&a.stream(), log.head().unwrap()).unwrap();
+    assert_eq!(events.len(), in_source.len());
     let header: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(header["meta"]["filter"]["stream"], Value::String(stream));
     assert_eq!(header["meta"]["whole"], Value::Bool(false));
@@ -192,18 +209,16 @@ async fn a_time_cut_keeps_the_requested_of_a_vwire_from_before_the_window() {
     log.refresh(early).await;
     let source = log.finish().await;
 
-    let since: String = scalar(
-        &source,
-        &format!(
-            "SELECT recorded_at FROM events WHERE position = {}",
-            window_starts.0
-        ),
-    );
+    let since = reader(&source)
+        .await
+        .read_range(Position(window_starts.0 - 1), window_starts, 1)
+        .unwrap()[0]
+        .recorded_at;
     let bundle = dir.path().join("window.jsonl");
     let mut args = export_args(&source, &bundle);
-    args.since = Some(parse_timestamp(&since).unwrap());
+    args.since = Some(since);
     write_export(&args).await.unwrap();
-    let events: Vec<RawEvent> = bundle_lines(&bundle)[1..]
+    let events: Vec<EventRow> = bundle_lines(&bundle)[1..]
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -226,16 +241,14 @@ async fn a_time_cut_keeps_the_requested_of_a_vwire_from_before_the_window() {
 
     let imported = dir.path().join("imported.db");
     load_bundle(&bundle, &imported).await.unwrap();
-    let head: i64 = scalar(&source, "SELECT max(position) FROM events");
-    for position in window_starts.0..=head as u64 {
+    for position in window_starts.0..=head(&source).await {
         assert_eq!(
             live(states(&source, position).await),
             live(states(&imported, position).await),
             "at position {position}"
         );
     }
-    let whole: String = scalar(&imported, "SELECT value FROM log_meta WHERE key = 'whole'");
-    assert_eq!(whole, "false");
+    assert_eq!(meta(&imported, "whole").await.as_deref(), Some("false"));
 }
 
 #[tokio::test]
@@ -244,16 +257,13 @@ async fn import_refuses_a_log_that_holds_events() {
     let source = sample(&dir.path().join("source.db")).await;
     let bundle = dir.path().join("incident.jsonl");
     write_export(&export_args(&source, &bundle)).await.unwrap();
-    let before: i64 = scalar(&source, "SELECT count(*) FROM events");
+    let before = event_rows(&source).await;
     let error = load_bundle(&bundle, &source).await.unwrap_err();
     assert!(
         format!("{error:#}").contains("import only into an empty log"),
         "{error:#}"
     );
-    assert_eq!(
-        scalar::<i64>(&source, "SELECT count(*) FROM events"),
-        before
-    );
+    assert_eq!(event_rows(&source).await, before);
 }
 
 #[tokio::test]
@@ -312,7 +322,7 @@ async fn export_refuses_to_replace_a_file_unless_forced() {
 async fn a_log_that_does_not_fold_is_imported_as_it_is_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let source = sample(&dir.path().join("source.db")).await;
-    super::testlog::tamper(
+    nsm_log::testing::tamper(
         &source,
         "UPDATE events SET schema_version = 7 WHERE event_type = 'Established'",
     );
@@ -320,7 +330,7 @@ async fn a_log_that_does_not_fold_is_imported_as_it_is_with_a_warning() {
     write_export(&export_args(&source, &bundle)).await.unwrap();
     let imported = dir.path().join("imported.db");
     let report = load_bundle(&bundle, &imported).await.unwrap();
-    assert_eq!(rows_differing(&source, &imported, "events"), 0);
+    assert_eq!(event_rows(&source).await, event_rows(&imported).await);
     assert_eq!(report.live_vwires, 0);
     assert!(
         report.warnings[0].contains("live_vwires left empty"),

@@ -1,7 +1,9 @@
 use std::path::Path;
 
 use super::*;
-use crate::bundle::testlog::{TestLog, export, import, sample, tamper};
+use nsm_log::testing::tamper;
+
+use crate::bundle::testlog::{TestLog, export, import, sample};
 
 fn outcome<'a>(checks: &'a [Check], name: &str) -> &'a Check {
     checks
@@ -68,11 +70,8 @@ async fn a_version_gap_fails_the_versions_check() {
         (Outcome::Failed, 1),
         "{versions:#?}"
     );
-    let head: i64 = rusqlite::Connection::open(&path)
-        .unwrap()
-        .query_row("SELECT max(position) FROM events", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(versions.problems[0].position, Some(head as u64));
+    let head = LogReader::open(&path).await.unwrap().head().unwrap();
+    assert_eq!(versions.problems[0].position, Some(head.0));
     assert!(
         versions.problems[0].message.contains("follows version"),
         "{versions:#?}"
@@ -171,14 +170,11 @@ async fn holes_fail_on_a_node_log_and_are_information_on_a_cut_import() {
         "positions 2..3 are missing (2)"
     );
 
-    let since: String = rusqlite::Connection::open(&source)
-        .unwrap()
-        .query_row(
-            "SELECT recorded_at FROM events WHERE stream = ?1 ORDER BY version LIMIT 1",
-            [window.stream().as_str()],
-            |r| r.get(0),
-        )
+    let log = LogReader::open(&source).await.unwrap();
+    let history = log
+        .read_stream(&window.stream(), log.head().unwrap())
         .unwrap();
+    let since = format_timestamp(history[0].recorded_at);
     let bundle = dir.path().join("window.jsonl");
     let imported = dir.path().join("imported.db");
     export(&source, &bundle, Some(&since)).await;
@@ -188,7 +184,7 @@ async fn holes_fail_on_a_node_log_and_are_information_on_a_cut_import() {
     assert_eq!(outcome(&checks, "positions").result, Outcome::Info);
 }
 
-/// Times `nsm verify` on a big log: `NSM_BIG_LOG=/tmp/big.db cargo test --release -p nsm-ops
+/// Times `nsm verify` on a big log: `NSM_BIG_LOG=/tmp/big.db cargo test --release -p nsm-inspect
 /// --bin nsm inspect::verify::tests::time_verify_on_a_big_log -- --ignored --nocapture`.
 /// Writes the log first (NSM_BIG_VWIRES vWires of 10 events, default 100 000: a million
 /// events) unless the file exists; it is left for the next run.

@@ -14,7 +14,7 @@
 
 pub mod baseline;
 mod checkpoint;
-mod open;
+pub(crate) mod open;
 mod rows;
 mod wave;
 mod writer;
@@ -36,7 +36,8 @@ pub use writer::{CommitObservation, JournalObserver, WriterCounts, WriterStats};
 
 use self::checkpoint::WalGuard;
 use self::open::Contents;
-use self::writer::{Job, Writer, from_sql, to_sql};
+use self::writer::{Job, Writer};
+pub(crate) use self::writer::{from_sql, to_sql};
 use super::subscription::{self, ChunkReader};
 use super::{
     AppendRequest, Appended, EventStore, EventStream, LiveRow, Position, RecordedEvent,
@@ -333,7 +334,7 @@ fn fetch_events(
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_one(&pool)
             .await?;
-        rows::events_from_json(&text)
+        rows::events_from_json(&text, |e| e.position.0)
     }
     .boxed()
 }
@@ -350,12 +351,12 @@ impl EventStore for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<RecordedEvent>, StoreError>> {
         let stream = stream.clone();
         async move {
-            let rows = sqlx::query(&self.shared.read_stream_sql)
+            let text: String = sqlx::query_scalar(&self.shared.read_stream_sql)
                 .bind(stream.as_str())
                 .bind(to_sql(from_version))
-                .fetch_all(&self.shared.readers)
+                .fetch_one(&self.shared.readers)
                 .await?;
-            rows.iter().map(rows::event_from_row).collect()
+            rows::events_from_json(&text, |e| e.version)
         }
         .boxed()
     }
