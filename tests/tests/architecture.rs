@@ -156,3 +156,70 @@ fn the_only_binary_is_nsm_and_it_dispatches_to_the_command_crates() {
         );
     }
 }
+
+/// Rust sources under `dir`, recursively, leaving out test code (`tests.rs`, `testlog.rs`,
+/// and `tests/` folders), which may damage a log on purpose.
+fn production_sources(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "tests" {
+                production_sources(&path, found);
+            }
+        } else if name.ends_with(".rs") && name != "tests.rs" && name != "testlog.rs" {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn nothing_outside_the_log_crate_issues_sql_against_a_log() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The demo prints the sqlite3 commands an operator can run: the schema is a public
+    // contract (README, "The event log"), and showing it is the point.
+    let shown_to_the_operator = Path::new("ops/samples/src/demo/steps.rs");
+    let tables = [
+        "events",
+        "live_vwires",
+        "live_registry",
+        "log_meta",
+        "sqlite_sequence",
+        "ipam_log",
+    ];
+    let verbs = ["FROM", "INTO", "UPDATE", "JOIN", "TABLE"];
+    let mut offending = Vec::new();
+    for area in ["ops", "actors", "proto", "vpp", "events/domain"] {
+        let mut sources = Vec::new();
+        production_sources(&root.join(area), &mut sources);
+        for source in sources {
+            let relative = source.strip_prefix(&root).unwrap();
+            if relative == shown_to_the_operator {
+                continue;
+            }
+            let text = std::fs::read_to_string(&source).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                let words: Vec<&str> = line
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                let sql = words
+                    .windows(2)
+                    .any(|w| verbs.contains(&w[0]) && tables.contains(&w[1]));
+                if sql {
+                    offending.push(format!(
+                        "{}:{}: {}",
+                        relative.display(),
+                        number + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        offending.is_empty(),
+        "SQL against a log outside events/log (use nsm-log's API):\n{}",
+        offending.join("\n")
+    );
+}

@@ -16,6 +16,8 @@
 //!   transaction.
 //! * [`row`]: [`row::EventRow`], one `events` row as stored, and the one decoder of such rows
 //!   that every read shares.
+//! * [`ipam`]: [`ipam::IpamLog`], the sample endpoint's address allocations, in a file of
+//!   their own whose schema is `migrations/endpoint/` (never in a node's event log).
 //!
 //! Nothing outside this crate issues SQL against an event log or names its columns (the
 //! feature `test-support` adds [`testing`], for tests that damage a log on purpose). It knows
@@ -43,6 +45,7 @@
 
 mod error;
 pub mod import;
+pub mod ipam;
 pub mod projection;
 pub mod read;
 pub mod row;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use nsm_log::store::{OpenOptions, SqliteStore};
+use nsm_log::read::LogReader;
+use nsm_log::store::{OpenOptions, Position, SqliteStore, StreamKind, format_timestamp};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -79,7 +80,7 @@ pub(crate) async fn run(args: OpsArgs) -> anyhow::Result<()> {
             (path, Some(round3(began.elapsed().as_secs_f64())))
         }
     };
-    let (events, vwires, middle, one_vwire) = facts(&db)?;
+    let (events, vwires, middle, one_vwire) = facts(&db).await?;
     let db_text = db.display().to_string();
     let run_ms = |command: Vec<String>| {
         let runs = args.runs;
@@ -126,25 +127,24 @@ async fn fill(path: &Path, events: u64, vwires: u64) -> anyhow::Result<()> {
 }
 
 /// How many events and vWires the log holds, the recorded time of its middle event, and a
-/// vWire from the middle of the log.
-fn facts(db: &Path) -> anyhow::Result<(u64, u64, String, String)> {
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-    let conn = rusqlite::Connection::open_with_flags(db, flags)
-        .with_context(|| format!("cannot open {}", db.display()))?;
-    let events: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
-    let vwires: i64 = conn.query_row(
-        "SELECT count(*) FROM events WHERE event_type = 'Requested'",
-        [],
-        |r| r.get(0),
-    )?;
-    let (middle, stream): (String, String) = conn.query_row(
-        "SELECT recorded_at, stream FROM events WHERE position >= (SELECT max(position) / 2 FROM events) \
-         ORDER BY position LIMIT 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let vwire = stream.trim_start_matches("vwire-").to_owned();
-    Ok((events as u64, vwires as u64, middle, vwire))
+/// vWire from the middle of the log (read through the log's own read API).
+async fn facts(db: &Path) -> anyhow::Result<(u64, u64, String, String)> {
+    let log = LogReader::open(db).await?;
+    let head = log.head()?;
+    let events = log.count_until(head)?;
+    let vwires = log
+        .streams_with_prefix(StreamKind::VWire.prefix(), usize::MAX)?
+        .len() as u64;
+    let middle = Position((head.0 / 2).saturating_sub(1));
+    let event = log
+        .read_range(middle, head, 1)?
+        .pop()
+        .with_context(|| format!("{} holds no events", db.display()))?;
+    let vwire = StreamKind::VWire
+        .strip(event.stream.as_str())
+        .unwrap_or(event.stream.as_str())
+        .to_owned();
+    Ok((events, vwires, format_timestamp(event.recorded_at), vwire))
 }
 
 /// Runs `nsm <command>` with output to /dev/null; its wall time in milliseconds.

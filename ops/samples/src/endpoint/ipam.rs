@@ -14,14 +14,8 @@ use chrono::{DateTime, Utc};
 use super::cidr::Cidr;
 
 /// The two addresses of one connection, and when its client's lifetime ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Allocation {
-    pub(crate) endpoint: IpAddr,
-    pub(crate) client: IpAddr,
-    /// The previous path segment's `expires` (or the endpoint's own, if the caller set
-    /// none): the connection is garbage-collected one grace period after it.
-    pub(crate) expires_at: Option<DateTime<Utc>>,
-}
+/// One connection's pair of addresses: the log's own record of it.
+pub(crate) use nsm_log::ipam::Allocation;
 
 /// Why no pair could be handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]

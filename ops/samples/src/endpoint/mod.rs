@@ -23,7 +23,6 @@
 
 mod cidr;
 mod ipam;
-mod log;
 mod monitor;
 mod path;
 mod registration;
@@ -43,10 +42,10 @@ use nsm_proto::transport::{DEFAULT_CONNECT_TIMEOUT, PeerUrl};
 use tonic::service::Routes;
 
 use self::cidr::Cidr;
-use self::log::IpamLog;
 use self::registration::Registration;
 use self::service::Endpoint;
 use crate::signals::Signals;
+use nsm_log::ipam::IpamLog;
 use nsm_proto::listen::Listener;
 
 pub(crate) use self::service::MAX_INTERFACE_NAME;

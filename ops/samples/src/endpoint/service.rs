@@ -22,8 +22,8 @@ use tonic::{Request, Response, Status};
 
 use super::cidr::{Cidr, host_prefix};
 use super::ipam::{Allocation, Ipam, IpamError};
-use super::log::{Cause, IpamLog, Record};
 use super::path::{self, Hop};
+use nsm_log::ipam::{Cause, IpamLog, Record};
 
 /// Monitor events buffered for slow watchers before they are cut off.
 const EVENT_BUFFER: usize = 1024;
@@ -245,7 +245,7 @@ impl State {
         };
         if held.as_ref() != Some(&allocation) {
             self.append(id, Record::Allocated(&allocation)).await?;
-            self.ipam.insert(id, allocation.clone());
+            self.ipam.insert(id, allocation);
         }
         if held.is_none() {
             tracing::info!(

@@ -11,8 +11,8 @@ use nsm_proto::networkservice::NetworkServiceRequest;
 use nsm_proto::networkservice::network_service_server::NetworkService as _;
 use tonic::{Code, Request};
 
-use super::log::IpamLog;
 use super::service::{Endpoint, held};
+use nsm_log::ipam::IpamLog;
 
 const NAME: &str = "nse-1";
 

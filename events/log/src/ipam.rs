@@ -1,23 +1,15 @@
-//! The endpoint's IPAM log: one append-only SQLite table in its own file (`--db`).
+//! The sample endpoint's IPAM log: which connection holds which pair of addresses, in a
+//! SQLite file of its own (`nsm endpoint --db`), so that a restarted endpoint hands every
+//! client the addresses it had.
 //!
-//! ```sql
-//! CREATE TABLE ipam_log (
-//!     position      INTEGER PRIMARY KEY AUTOINCREMENT,
-//!     recorded_at   TEXT NOT NULL,   -- RFC 3339, UTC
-//!     kind          TEXT NOT NULL CHECK (kind IN ('allocated', 'released')),
-//!     connection_id TEXT NOT NULL,   -- the endpoint's own path-segment id
-//!     client_addr   TEXT,            -- bare address, e.g. 169.254.0.2
-//!     endpoint_addr TEXT,            -- bare address, e.g. 169.254.0.1
-//!     cause         TEXT,            -- on 'released': 'close' or 'expired'
-//!     expires_at    TEXT             -- on 'allocated': the client's lifetime end, RFC 3339
-//! );
-//! ```
+//! The table, `ipam_log`, is in `migrations/endpoint/` beside the event log's schema, and
+//! this module is the only code that reads or writes it:
 //!
-//! * An `allocated` row gives a connection its pair; a later `allocated` row for the same id
-//!   (a refresh that moved `expires_at`) replaces it. A `released` row ends it.
-//! * The current allocations are the fold of the table in `position` order. Rows are never
-//!   updated or deleted, so other tools (and tests) may read the table with plain SQL.
-//! * Every append is its own transaction on a WAL database with `synchronous=FULL`: when
+//! * an `allocated` row gives a connection its pair; a later `allocated` row for the same id
+//!   (a refresh that moved `expires_at`) replaces it; a `released` row ends it;
+//! * the current allocations are the fold of the table in `position` order ([`IpamLog::load`]);
+//!   rows are never updated or deleted, so other tools may read the table with plain SQL;
+//! * every append is its own transaction on a WAL database with `synchronous=FULL`: when
 //!   [`IpamLog::append`] returns, the row survives a power cut. The endpoint appends before
 //!   it replies, so an address a client was told about is always in the log.
 
@@ -26,27 +18,28 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+use nsm_domain::envelope::{format_timestamp, parse_timestamp};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection as _, Row as _, SqliteConnection};
 
-use super::ipam::Allocation;
+/// The endpoint file's schema: `migrations/endpoint/`, never the event log's.
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/endpoint");
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS ipam_log (
-    position      INTEGER PRIMARY KEY AUTOINCREMENT,
-    recorded_at   TEXT NOT NULL,
-    kind          TEXT NOT NULL CHECK (kind IN ('allocated', 'released')),
-    connection_id TEXT NOT NULL,
-    client_addr   TEXT,
-    endpoint_addr TEXT,
-    cause         TEXT,
-    expires_at    TEXT
-)";
+/// One connection's pair of addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    pub endpoint: IpAddr,
+    pub client: IpAddr,
+    /// When the connection ends unless refreshed (the previous path segment's `expires`, or
+    /// the endpoint's own).
+    pub expires_at: Option<DateTime<Utc>>,
+}
 
 /// One row to append.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Record<'a> {
+pub enum Record<'a> {
     Allocated(&'a Allocation),
     Released {
         allocation: &'a Allocation,
@@ -56,7 +49,7 @@ pub(crate) enum Record<'a> {
 
 /// Why a connection's addresses went back to the pool (the `cause` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cause {
+pub enum Cause {
     /// The client (or the node on its behalf) called Close.
     Close,
     /// Nobody refreshed the connection within its lifetime plus the grace period.
@@ -64,7 +57,7 @@ pub(crate) enum Cause {
 }
 
 impl Cause {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Close => "close",
             Self::Expired => "expired",
@@ -72,16 +65,39 @@ impl Cause {
     }
 }
 
-/// The single writer connection to the log.
+/// Why the IPAM log could not be opened, read or written. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamLogError {
+    /// The file cannot be opened or created: check the path and its permissions.
+    #[error("cannot open the IPAM log {}: {cause}", .path.display())]
+    Open { path: PathBuf, cause: sqlx::Error },
+    /// The file's schema cannot be brought up to date (another program's database?).
+    #[error("cannot create ipam_log in {}: {cause}", .path.display())]
+    Migrate {
+        path: PathBuf,
+        cause: sqlx::migrate::MigrateError,
+    },
+    /// The table cannot be read.
+    #[error("cannot read ipam_log in {}: {cause}", .path.display())]
+    Read { path: PathBuf, cause: sqlx::Error },
+    /// A row does not make an allocation: the file was changed by hand, or is damaged.
+    #[error("ipam_log row {position} is not an allocation: {problem}")]
+    Corrupt { position: i64, problem: String },
+    /// A row could not be appended; nothing was written.
+    #[error("{0}")]
+    Write(sqlx::Error),
+}
+
+/// The single writer connection to an endpoint's IPAM log.
 #[derive(Debug)]
-pub(crate) struct IpamLog {
+pub struct IpamLog {
     path: PathBuf,
     connection: SqliteConnection,
 }
 
 impl IpamLog {
     /// Opens the log, creating the file and the table if missing.
-    pub(crate) async fn open(path: &Path) -> anyhow::Result<Self> {
+    pub async fn open(path: &Path) -> Result<Self, IpamLogError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -92,30 +108,39 @@ impl IpamLog {
             .foreign_keys(true);
         let mut connection = SqliteConnection::connect_with(&options)
             .await
-            .with_context(|| format!("cannot open the IPAM log {}", path.display()))?;
-        sqlx::query(SCHEMA)
-            .execute(&mut connection)
+            .map_err(|cause| IpamLogError::Open {
+                path: path.to_owned(),
+                cause,
+            })?;
+        MIGRATOR
+            .run(&mut connection)
             .await
-            .with_context(|| format!("cannot create ipam_log in {}", path.display()))?;
+            .map_err(|cause| IpamLogError::Migrate {
+                path: path.to_owned(),
+                cause,
+            })?;
         Ok(Self {
             path: path.to_owned(),
             connection,
         })
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The current allocations: the fold of every row in order.
-    pub(crate) async fn load(&mut self) -> anyhow::Result<HashMap<String, Allocation>> {
+    /// The current allocations by connection id: the fold of every row in order.
+    pub async fn load(&mut self) -> Result<HashMap<String, Allocation>, IpamLogError> {
         let rows = sqlx::query(
             "SELECT position, kind, connection_id, client_addr, endpoint_addr, expires_at
              FROM ipam_log ORDER BY position",
         )
         .fetch_all(&mut self.connection)
         .await
-        .with_context(|| format!("cannot read ipam_log in {}", self.path.display()))?;
+        .map_err(|cause| IpamLogError::Read {
+            path: self.path.clone(),
+            cause,
+        })?;
         let mut current = HashMap::new();
         for row in rows {
             let position: i64 = row.get("position");
@@ -126,34 +151,30 @@ impl IpamLog {
                 continue;
             }
             let allocation = allocation_of(&row)
-                .with_context(|| format!("ipam_log row {position} is not an allocation"))?;
+                .map_err(|problem| IpamLogError::Corrupt { position, problem })?;
             current.insert(id, allocation);
         }
         Ok(current)
     }
 
     /// Appends one row and waits until it is durable.
-    pub(crate) async fn append(
+    pub async fn append(
         &mut self,
         connection_id: &str,
         record: Record<'_>,
-    ) -> Result<(), sqlx::Error> {
-        let (kind, allocation, cause) = match record {
-            Record::Allocated(a) => ("allocated", a, None),
+    ) -> Result<(), IpamLogError> {
+        let (kind, allocation, cause, expires_at) = match record {
+            Record::Allocated(a) => ("allocated", a, None, a.expires_at.map(format_timestamp)),
             Record::Released { allocation, cause } => {
-                ("released", allocation, Some(cause.as_str()))
+                ("released", allocation, Some(cause.as_str()), None)
             }
-        };
-        let expires_at = match record {
-            Record::Allocated(a) => a.expires_at.map(rfc3339),
-            Record::Released { .. } => None,
         };
         sqlx::query(
             "INSERT INTO ipam_log
                (recorded_at, kind, connection_id, client_addr, endpoint_addr, cause, expires_at)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(rfc3339(Utc::now()))
+        .bind(format_timestamp(Utc::now()))
         .bind(kind)
         .bind(connection_id)
         .bind(allocation.client.to_string())
@@ -161,24 +182,24 @@ impl IpamLog {
         .bind(cause)
         .bind(expires_at)
         .execute(&mut self.connection)
-        .await?;
+        .await
+        .map_err(IpamLogError::Write)?;
         Ok(())
     }
 }
 
-fn allocation_of(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Allocation> {
-    let addr = |column: &str| -> anyhow::Result<IpAddr> {
-        let text: Option<String> = row.try_get(column)?;
-        let text = text.with_context(|| format!("{column} is NULL"))?;
-        text.parse()
-            .with_context(|| format!("{column} {text:?} is not an address"))
+fn allocation_of(row: &sqlx::sqlite::SqliteRow) -> Result<Allocation, String> {
+    let text = |column: &str| -> Result<Option<String>, String> {
+        row.try_get(column).map_err(|e| format!("{column}: {e}"))
     };
-    let expires_at: Option<String> = row.try_get("expires_at")?;
-    let expires_at = expires_at
+    let addr = |column: &str| -> Result<IpAddr, String> {
+        let text = text(column)?.ok_or_else(|| format!("{column} is NULL"))?;
+        text.parse()
+            .map_err(|e| format!("{column} {text:?} is not an address: {e}"))
+    };
+    let expires_at = text("expires_at")?
         .map(|text| {
-            DateTime::parse_from_rfc3339(&text)
-                .map(|t| t.with_timezone(&Utc))
-                .with_context(|| format!("expires_at {text:?} is not RFC 3339"))
+            parse_timestamp(&text).map_err(|e| format!("expires_at {text:?} is not RFC 3339: {e}"))
         })
         .transpose()?;
     Ok(Allocation {
@@ -186,10 +207,6 @@ fn allocation_of(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Allocation> {
         client: addr("client_addr")?,
         expires_at,
     })
-}
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 #[cfg(test)]
@@ -251,5 +268,30 @@ mod tests {
                 .unwrap();
         assert_eq!(rows, vec![("a".to_owned(), Some("expired".to_owned()))]);
         assert!(log.load().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_file_written_before_the_migration_existed_opens_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipam.db");
+        {
+            // What the endpoint wrote before its table moved to migrations/endpoint/.
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let mut old = SqliteConnection::connect_with(&options).await.unwrap();
+            let schema = include_str!("../../../migrations/endpoint/0001_ipam_log.sql");
+            sqlx::raw_sql(schema).execute(&mut old).await.unwrap();
+            sqlx::query(
+                "INSERT INTO ipam_log (recorded_at, kind, connection_id, client_addr, endpoint_addr, expires_at)
+                 VALUES ('2026-12-01T00:00:00.000000Z', 'allocated', 'a', '10.0.0.2', '10.0.0.1', NULL)",
+            )
+            .execute(&mut old)
+            .await
+            .unwrap();
+        }
+        let mut log = IpamLog::open(&path).await.unwrap();
+        let current = log.load().await.unwrap();
+        assert_eq!(current["a"].client, "10.0.0.2".parse::<IpAddr>().unwrap());
     }
 }
