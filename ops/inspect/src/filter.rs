@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
+use nsm_domain::envelope::StreamKind;
 use nsm_domain::upcast::SCHEMAS;
 use nsm_domain::vwire::{VWIRE_STREAM_PREFIX, VWireEvent};
 use nsm_log::store::{Position, RecordedEvent, StreamId};
@@ -178,7 +179,7 @@ impl FilterArgs {
         let mut seen: std::collections::HashMap<StreamId, Seen> = Default::default();
         let decode = |event: RecordedEvent| -> Option<(StreamId, VWireEvent)> {
             let wanted = matches!(event.event_type.as_str(), "Requested" | "Established");
-            if !wanted || !event.stream.as_str().starts_with(VWIRE_STREAM_PREFIX) {
+            if !wanted || event.stream.kind() != StreamKind::VWire {
                 return None;
             }
             let decoded = VWireEvent::decode(&event).ok()?;

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
+use nsm_domain::envelope::StreamKind;
 use nsm_domain::upcast::StoredPayload;
-use nsm_domain::vwire::{VWIRE_STREAM_PREFIX, VWire, VWireEvent, VWireId};
+use nsm_domain::vwire::{VWire, VWireEvent, VWireId};
 use nsm_log::store::Position;
 use uuid::Uuid;
 
@@ -27,7 +28,7 @@ pub(crate) struct Folded {
 type Decoded = Option<(Position, VWireId, Result<VWireEvent, String>)>;
 
 fn decode(stream: &str, stored: StoredPayload<'_>) -> Decoded {
-    let id = stream.strip_prefix(VWIRE_STREAM_PREFIX)?;
+    let id = StreamKind::VWire.strip(stream)?;
     let id = VWireId(Uuid::parse_str(id).ok()?);
     Some((
         stored.position,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use nsm_domain::dataplane::DATAPLANE_STREAM_PREFIX;
+use nsm_domain::envelope::StreamKind;
 use nsm_domain::vwire::{VWIRE_STREAM_PREFIX, VWireEvent};
 use nsm_log::store::{Position, RecordedEvent, StreamId};
 
@@ -109,8 +109,7 @@ pub async fn run(args: TimelineArgs) -> anyhow::Result<()> {
 
 /// Whether a stream gets a lane: a vWire's, or a node data plane's.
 fn drawn(stream: &StreamId) -> bool {
-    let name = stream.as_str();
-    name.starts_with(VWIRE_STREAM_PREFIX) || name.starts_with(DATAPLANE_STREAM_PREFIX)
+    matches!(stream.kind(), StreamKind::VWire | StreamKind::Dataplane)
 }
 
 /// One stream's lane: the states it went through (vWires), and its events in the window.

@@ -35,12 +35,11 @@ use std::path::Path;
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use nsm_domain::dataplane::{DATAPLANE_STREAM_PREFIX, DataplaneEvent};
-use nsm_domain::registry::{
-    ENDPOINT_STREAM_PREFIX, EndpointEvent, SERVICE_STREAM_PREFIX, ServiceEvent,
-};
+use nsm_domain::dataplane::DataplaneEvent;
+use nsm_domain::envelope::StreamKind;
+use nsm_domain::registry::{EndpointEvent, ServiceEvent};
 use nsm_domain::upcast;
-use nsm_domain::vwire::{VWIRE_STREAM_PREFIX, VWireEvent, VWireId};
+use nsm_domain::vwire::{VWireEvent, VWireId};
 use nsm_log::projection::Mismatch;
 use nsm_log::read::MisplacedVersion;
 use nsm_log::store::{
@@ -239,21 +238,21 @@ fn look_at(event: RecordedEvent) -> Seen {
 /// Decodes a payload with the decoder its stream's fold uses.
 fn decode(event: &RecordedEvent) -> Result<(), String> {
     let stream = event.stream.as_str();
-    let decoded = if stream.starts_with(VWIRE_STREAM_PREFIX) {
-        if VWireId::from_stream(&event.stream).is_none() {
-            return Err(format!("stream {stream} is not vwire-<uuid>"));
+    let decoded = match event.stream.kind() {
+        StreamKind::VWire => {
+            if VWireId::from_stream(&event.stream).is_none() {
+                return Err(format!("stream {stream} is not vwire-<uuid>"));
+            }
+            VWireEvent::decode(event).map(drop)
         }
-        VWireEvent::decode(event).map(drop)
-    } else if stream.starts_with(ENDPOINT_STREAM_PREFIX) {
-        EndpointEvent::decode(event).map(drop)
-    } else if stream.starts_with(SERVICE_STREAM_PREFIX) {
-        ServiceEvent::decode(event).map(drop)
-    } else if stream.starts_with(DATAPLANE_STREAM_PREFIX) {
-        DataplaneEvent::decode(event).map(drop)
-    } else {
-        return Err(format!(
-            "stream {stream} is of no known kind (vwire-, ns-, nse-, dataplane-)"
-        ));
+        StreamKind::Endpoint => EndpointEvent::decode(event).map(drop),
+        StreamKind::Service => ServiceEvent::decode(event).map(drop),
+        StreamKind::Dataplane => DataplaneEvent::decode(event).map(drop),
+        StreamKind::Other => {
+            return Err(format!(
+                "stream {stream} is of no known kind (vwire-, ns-, nse-, dataplane-)"
+            ));
+        }
     };
     decoded.map_err(|e| e.to_string())
 }
