@@ -44,6 +44,9 @@
 //!
 //! [`convert`] turns these wire types into the domain types of `nsm-domain` (validating, with
 //! errors that name the field and become gRPC `InvalidArgument`) and back (lossless).
+//!
+//! It implements no service: the node's are `nsm-serve`'s, the sample endpoint's
+//! `nsm-samples`'. It depends on `nsm-domain` alone, so the runtime never sees protobuf.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
