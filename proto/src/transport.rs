@@ -27,7 +27,7 @@ pub enum PeerUrl {
 
 /// A URL that is not `unix:///path` or `tcp://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {problem}", nsm_domain::vwire::LifecycleError::quote(url))]
+#[error("{}: {problem}", nsm_domain::quote::quote(url))]
 pub struct UrlError {
     pub url: String,
     pub problem: String,

@@ -26,6 +26,7 @@
 pub mod dataplane;
 pub mod envelope;
 mod error;
+pub mod quote;
 pub mod registry;
 pub mod replay;
 pub mod timestamp;

@@ -7,7 +7,8 @@
 //! ended streams are never reopened.
 
 use chrono::{DateTime, Utc};
-use nsm_domain::vwire::{LifecycleError, Path, PathSegment, VWireId};
+use nsm_domain::quote::quote;
+use nsm_domain::vwire::{Path, PathSegment, VWireId};
 use nsm_proto::connection::Connection;
 use nsm_proto::convert::path_from_wire;
 use tonic::Status;
@@ -58,8 +59,8 @@ impl Hop {
         if path.segments[index].id != connection.id {
             return Err(Status::invalid_argument(format!(
                 "connection.id {} is not the id of the caller's path segment {index} ({})",
-                LifecycleError::quote(&connection.id),
-                LifecycleError::quote(&path.segments[index].id)
+                quote(&connection.id),
+                quote(&path.segments[index].id)
             )));
         }
         let own = index + 1;

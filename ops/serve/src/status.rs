@@ -2,6 +2,7 @@
 //! [`MAX_MESSAGE_CHARS`].
 
 use nsm_dataplane::DataplaneError;
+use nsm_domain::quote::shorten;
 use nsm_domain::vwire::LifecycleError;
 use nsm_log::StoreError;
 use nsm_runtime::ActorError;
@@ -14,7 +15,7 @@ use tonic::Status;
 const MAX_MESSAGE_CHARS: usize = 1024;
 
 pub(crate) fn status(error: ActorError) -> Status {
-    let message = LifecycleError::shorten(&error.to_string(), MAX_MESSAGE_CHARS).into_owned();
+    let message = shorten(&error.to_string(), MAX_MESSAGE_CHARS).into_owned();
     match error {
         ActorError::Lifecycle(LifecycleError::NotFound) | ActorError::UnknownService(_) => {
             Status::not_found(message)

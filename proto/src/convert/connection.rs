@@ -1,8 +1,9 @@
 //! `connection` and `connectioncontext` wire types ↔ vWire domain types.
 
+use nsm_domain::quote::quote;
 use nsm_domain::vwire::{
     ConnectionContext, DnsConfig, EthernetContext, ExtraPrefixRequest, IpContext, IpFamily,
-    IpNeighbor, LifecycleError, Mechanism, MechanismClass, Path, PathSegment, PolicyRoute, Route,
+    IpNeighbor, Mechanism, MechanismClass, Path, PathSegment, PolicyRoute, Route,
 };
 
 use super::{ConversionError, labels_to_wire, time_from_wire, time_to_wire};
@@ -19,10 +20,7 @@ pub fn mechanism_from_wire(
         "LOCAL" => MechanismClass::Local,
         "REMOTE" => MechanismClass::Remote,
         other => {
-            let problem = format!(
-                "cls {} must be LOCAL or REMOTE",
-                LifecycleError::quote(other)
-            );
+            let problem = format!("cls {} must be LOCAL or REMOTE", quote(other));
             return Err(ConversionError::new(format!("{field}.cls"), problem));
         }
     };
@@ -39,7 +37,7 @@ pub fn mechanism_from_wire(
     if let Some((key, _)) = oversized {
         let problem = format!(
             "parameter {} exceeds 256 bytes of key or {MAX_MECHANISM_TEXT} of value",
-            LifecycleError::quote(key)
+            quote(key)
         );
         return Err(ConversionError::new(format!("{field}.parameters"), problem));
     }

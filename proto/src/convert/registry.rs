@@ -1,11 +1,12 @@
 //! `registry` wire types ↔ registry domain types.
 
 use chrono::{DateTime, Utc};
+use nsm_domain::quote::{QUOTED_CHARS, shorten};
 use nsm_domain::registry::{
     Destination, EndpointName, EndpointSpec, EndpointState, EndpointUrl, Match, NetworkService,
     Payload,
 };
-use nsm_domain::vwire::{LifecycleError, ServiceName};
+use nsm_domain::vwire::ServiceName;
 
 use super::{ConversionError, labels_from_wire, labels_to_wire, time_from_wire, time_to_wire};
 use crate::registry as wire;
@@ -109,7 +110,7 @@ pub fn endpoint_from_wire(
         .network_service_labels
         .iter()
         .map(|(service, labels)| {
-            let key = LifecycleError::shorten(service, LifecycleError::QUOTED_CHARS);
+            let key = shorten(service, QUOTED_CHARS);
             let field = format!("{field}.network_service_labels[{key}]");
             Ok((service.clone(), labels_from_wire(&field, &labels.labels)?))
         })

@@ -29,9 +29,7 @@ fn invalid(message: String) -> LifecycleError {
     LifecycleError::Invalid(message)
 }
 
-fn quote(input: &str) -> String {
-    LifecycleError::quote(input)
-}
+use crate::quote::quote;
 
 /// Checks label count and sizes against the documented limits.
 pub fn validate_labels(what: &str, labels: &Labels) -> Result<(), LifecycleError> {
@@ -268,7 +266,7 @@ impl EndpointSpec {
             )));
         }
         for (service, labels) in &self.labels {
-            let service = LifecycleError::shorten(service, LifecycleError::QUOTED_CHARS);
+            let service = crate::quote::shorten(service, crate::quote::QUOTED_CHARS);
             validate_labels(&format!("labels of {service}"), labels)?;
         }
         Ok(())
