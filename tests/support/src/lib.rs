@@ -5,6 +5,8 @@
 //! `CI=true` a missing capability is a failure, because CI runs as root with everything
 //! installed and a skipped test there would hide a regression.
 //!
+//! [`vpp`] starts private VPP instances for the tests that run on a real VPP.
+//!
 //! It depends on nothing, so every crate's tests can use it. It owns no fixtures: the
 //! end-to-end helpers live in `nsm-tests`, the actor helpers beside the actor tests.
 
@@ -12,6 +14,8 @@
 #![deny(rust_2018_idioms)]
 
 use std::fmt::Debug;
+
+pub mod vpp;
 
 /// Whether this run is CI's (`CI=true`), where nothing may be skipped.
 pub fn in_ci() -> bool {
