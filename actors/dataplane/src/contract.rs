@@ -13,6 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use nsm_domain::registry::Payload;
 use nsm_domain::vwire::{
     ConnectionContext, DataplaneWork, Mechanism, MechanismClass, Plumbing, VWire, VWireId,
 };
@@ -39,10 +40,15 @@ impl fmt::Display for End {
     }
 }
 
-/// What to plumb: the client's end, the endpoint's end, and the context both ends get.
+/// What to plumb: the client's end, the endpoint's end, the context both ends get, and what
+/// the vWire carries between them.
 #[derive(Debug, Clone)]
 pub struct PlumbRequest {
     pub vwire: VWireId,
+    /// The Network Service's payload: Ethernet frames or IP packets. A data plane that joins
+    /// the ends itself (VPP) joins them at that layer; one whose ends are joined by nature
+    /// (a veth pair) carries either.
+    pub payload: Payload,
     pub client: Mechanism,
     pub endpoint: Mechanism,
     pub context: ConnectionContext,
@@ -56,6 +62,7 @@ impl PlumbRequest {
         let connection = vwire.connection.as_ref()?;
         Some(Self {
             vwire: vwire.id,
+            payload: connection.payload,
             client: plumbing.client_mechanism.clone(),
             endpoint: plumbing.endpoint_mechanism.clone(),
             context: connection.context.clone(),
@@ -86,6 +93,19 @@ pub enum Liveness {
     ClientGone { reason: String },
     /// This vWire is not probed (no addresses, or a data plane that cannot probe).
     NotProbed { why: String },
+}
+
+/// A live vWire's datapath broke, as the data plane saw it happen (an interface deleted or
+/// set down behind the forwarder's back), so that the runtime re-plumbs it at once instead
+/// of waiting for the next probe. Recorded like a failed probe: `ProbeFailed` naming `what`
+/// and `reason`, then the repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub vwire: VWireId,
+    /// What noticed it, in the probe's place (`VPP interface event`).
+    pub what: String,
+    /// What was seen (`the client end's VPP interface host-vpp-1f2e3d4c-c was deleted`).
+    pub reason: String,
 }
 
 /// Why the data plane could not do what it was asked.
@@ -202,6 +222,24 @@ pub trait Dataplane: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// Live vWires whose datapath broke, as the data plane notices it (interface events),
+    /// from now on; `None` for data planes that only learn it by probing. A subscriber that
+    /// falls behind misses faults (the probe and reconcile still find them).
+    fn faults(&self) -> Option<tokio::sync::broadcast::Receiver<Fault>> {
+        None
+    }
+
+    /// A reconcile pass begins: the data plane may read what it holds once, and answer
+    /// [`Self::verify`] and [`Self::unplumb`] from that reading until [`Self::end_pass`],
+    /// instead of reading it again for every vWire. An error leaves no pass open (the
+    /// checks then read for themselves). Default: nothing to read.
+    fn begin_pass(&self) -> BoxFuture<'static, Result<(), DataplaneError>> {
+        Box::pin(futures::future::ready(Ok(())))
+    }
+
+    /// The reconcile pass ended: forget the reading [`Self::begin_pass`] took.
+    fn end_pass(&self) {}
+
     /// The client's preferred mechanism this data plane supports: the first of `offered`
     /// that is local and of a supported type.
     fn choose(&self, offered: &[Mechanism]) -> Result<Mechanism, DataplaneError> {
@@ -271,6 +309,14 @@ impl Dataplane for DryRun {
             "dry run: nothing was plumbed".to_owned(),
             describe("client", &request.client),
             describe("endpoint", &request.endpoint),
+            format!(
+                "would carry {} between them ({})",
+                request.payload.as_str(),
+                match request.payload {
+                    Payload::Ethernet => "an L2 cross-connect",
+                    Payload::Ip => "an L3 cross-connect",
+                }
+            ),
         ];
         if !ip.src_ip_addrs.is_empty() {
             operations.push(format!(

@@ -25,5 +25,5 @@ pub mod kernel;
 pub mod vpp;
 
 pub use contract::{
-    Dataplane, DataplaneError, DataplaneObject, DryRun, End, Liveness, PlumbRequest,
+    Dataplane, DataplaneError, DataplaneObject, DryRun, End, Fault, Liveness, PlumbRequest,
 };

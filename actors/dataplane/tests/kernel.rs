@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nsm_dataplane::kernel::{self, Kernel, netns};
 use nsm_dataplane::{Dataplane, DataplaneError, Liveness, PlumbRequest};
+use nsm_domain::registry::Payload;
 use nsm_domain::vwire::{
     ConnectionContext, IpContext, Mechanism, MechanismClass, Plumbing, Route, VWireId,
 };
@@ -104,6 +105,7 @@ async fn a_vwire_carries_pings_and_leaves_nothing_when_unplumbed() {
     let kernel = node("kt-plumb").await;
     let request = PlumbRequest {
         vwire: VWireId::new_random(),
+        payload: Payload::Ethernet,
         client: kernel_end(&spaces.url(0), Some("nsm-1")),
         endpoint: kernel_end(&spaces.url(1), Some("nse-1")),
         context: p2p("172.31.0.1", "172.31.0.2"),
@@ -173,6 +175,7 @@ async fn refusals_name_the_problem_and_leave_nothing() {
     let kernel = node("kt-refuse").await;
     let good = PlumbRequest {
         vwire: VWireId::new_random(),
+        payload: Payload::Ethernet,
         client: kernel_end(&spaces.url(0), Some("nsm-1")),
         endpoint: kernel_end(&spaces.url(1), None),
         context: p2p("172.31.1.1", "172.31.1.2"),
@@ -191,6 +194,7 @@ async fn refusals_name_the_problem_and_leave_nothing() {
     };
     let unreachable = PlumbRequest {
         vwire: VWireId::new_random(),
+        payload: Payload::Ethernet,
         client: kernel_end(&spaces.url(0), Some("nsm-3")),
         endpoint: kernel_end(&spaces.url(1), Some("nse-3")),
         context: {
@@ -243,6 +247,7 @@ async fn orphans_are_found_by_tag_and_removed() {
     let other_node = node("kt-orphan-other").await;
     let request = |client: &str, endpoint: &str, vwire| PlumbRequest {
         vwire,
+        payload: Payload::Ethernet,
         client: kernel_end(&spaces.url(0), Some(client)),
         endpoint: kernel_end(&spaces.url(1), Some(endpoint)),
         context: ConnectionContext::default(),

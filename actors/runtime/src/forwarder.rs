@@ -1,6 +1,10 @@
 //! The Forwarder: the node's one owner of its data plane (DESIGN.md §3). vWires plumb,
 //! unplumb, verify and probe through it; start-up reconcile sweeps through it.
 //!
+//! A reconcile pass is opened with [`Forwarder::begin_pass`], so that the data plane can read
+//! what it holds once for every vWire's check rather than once per vWire; the pass ends when
+//! the returned [`Pass`] is dropped, before the sweep, which reads afresh.
+//!
 //! Plumbing runs concurrently — one vWire's actor already serialises what happens to that
 //! vWire — but never while a sweep lists and removes orphans: each operation holds a shared
 //! gate for its duration and a sweep holds it alone, so a sweep never sees a pair half-made
@@ -16,11 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nsm_domain::vwire::{DataplaneWork, Mechanism, Plumbing, VWireId};
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, broadcast};
 
 use crate::error::ActorError;
 use crate::stats::DataplaneStats;
-use nsm_dataplane::{Dataplane, DataplaneError, DataplaneObject, End, Liveness, PlumbRequest};
+use nsm_dataplane::{
+    Dataplane, DataplaneError, DataplaneObject, End, Fault, Liveness, PlumbRequest,
+};
 
 /// What a sweep removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,6 +122,28 @@ impl Forwarder {
         Ok(self.dataplane.probe(request, timeout).await?)
     }
 
+    /// Live vWires the data plane found broken, from now on; `None` for a data plane that
+    /// finds them only by probing.
+    pub fn faults(&self) -> Option<broadcast::Receiver<Fault>> {
+        self.dataplane.faults()
+    }
+
+    /// Opens a reconcile pass: the data plane reads what it holds once, and answers every
+    /// `verify` and `unplumb` of the pass from that reading. If it cannot read, each check
+    /// reads for itself. The pass ends when the [`Pass`] is dropped.
+    pub(crate) async fn begin_pass(&self) -> Pass {
+        let began = {
+            let _shared = self.gate.read().await;
+            self.dataplane.begin_pass().await
+        };
+        if let Err(e) = began {
+            tracing::warn!(error = %e, "the data plane could not be read once for the whole reconcile; each vWire's check reads it");
+        }
+        Pass {
+            dataplane: self.dataplane.clone(),
+        }
+    }
+
     /// Removes every object of the data plane whose vWire is not in `owned`, with nothing
     /// else running on the data plane meanwhile.
     pub async fn sweep(&self, owned: HashSet<VWireId>) -> Result<Sweep, ActorError> {
@@ -141,5 +169,17 @@ impl Forwarder {
             removed: orphans,
             work: Some(work),
         })
+    }
+}
+
+/// An open reconcile pass ([`Forwarder::begin_pass`]); dropping it ends the pass.
+#[derive(Debug)]
+pub(crate) struct Pass {
+    dataplane: Arc<dyn Dataplane>,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.dataplane.end_pass();
     }
 }

@@ -27,6 +27,7 @@
 pub mod clock;
 
 mod error;
+mod faults;
 mod flow;
 mod forwarder;
 mod journal;
@@ -48,5 +49,5 @@ pub use manager::{ManagerConfig, ManagerHandle, ReplayReport};
 pub use mesh::{ConnectRequest, DEFAULT_REQUEST_TIMEOUT, LivenessConfig, Mesh};
 pub use next_hop::{NextHop, NextHopError};
 pub use reconcile::ReconcileReport;
-pub use registry::{RegistryChange, RegistryConfig, RegistryHandle, RegistryReport};
+pub use registry::{RegistryChange, RegistryConfig, RegistryHandle, RegistryReport, Selected};
 pub use vwire::VWireHandle;

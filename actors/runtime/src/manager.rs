@@ -284,6 +284,7 @@ impl ManagerHandle {
             took_ms = report.duration.as_millis() as u64,
             "start-up replay done"
         );
+        handle.heal_on_faults();
         Ok((handle, report))
     }
 

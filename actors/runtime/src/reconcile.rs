@@ -3,13 +3,17 @@
 //!
 //! 1. Every live vWire checks its own plumbing, in its own exclusive step (so a vWire that
 //!    is expiring because its deadline passed while the node was down finishes that first),
-//!    and re-creates what is missing, recording `Healed` — or `Failed` if it cannot.
+//!    and re-creates what is missing, recording `Healed` — or `Failed` if it cannot. The
+//!    checks run inside one pass of the data plane ([`crate::Forwarder::begin_pass`]): VPP
+//!    is read once for all of them, not once per vWire.
 //! 2. The Forwarder then lists everything the data plane holds for this node and removes
 //!    what no live vWire owns, with nothing else running on the data plane meanwhile.
 //! 3. The node's data-plane stream (`dataplane-<node>`) records what was removed
 //!    (`OrphansRemoved`) and the summary (`Reconciled`).
 //!
-//! Runs before the node serves, so no call plumbs meanwhile.
+//! At start-up it runs before the node serves, so no call plumbs meanwhile; after a VPP
+//! restart it runs while the node serves, and the data plane does not answer from its
+//! pass's reading for a vWire plumbed or unplumbed since.
 
 use std::collections::HashSet;
 
@@ -53,6 +57,7 @@ impl ManagerHandle {
             ..ReconcileReport::default()
         };
         let ids = self.live().await?;
+        let pass = mesh.forwarder.begin_pass().await;
         let outcomes: Vec<_> = futures::stream::iter(ids)
             .map(|id| async move {
                 let outcome = match self.vwire(id).await {
@@ -64,6 +69,7 @@ impl ManagerHandle {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        drop(pass);
         let mut owned = HashSet::new();
         for (id, outcome) in outcomes {
             match outcome {

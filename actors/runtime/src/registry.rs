@@ -17,8 +17,8 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use nsm_domain::registry::select::{RoundRobin, candidates};
 use nsm_domain::registry::{
-    EndpointEvent, EndpointName, EndpointSpec, EndpointState, NetworkService, ServiceEvent,
-    ServiceState, expire_endpoint, register_endpoint, register_service, unregister_endpoint,
+    EndpointEvent, EndpointName, EndpointSpec, EndpointState, NetworkService, Payload,
+    ServiceEvent, ServiceState, expire_endpoint, register_endpoint, register_service, unregister_endpoint,
     unregister_service,
 };
 use nsm_domain::vwire::{Labels, ServiceName};
@@ -73,14 +73,22 @@ struct Directory {
     round_robin: RoundRobin,
 }
 
+/// What selection found for a request: what its Network Service carries, and the endpoints
+/// to try, the round robin's choice first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub payload: Payload,
+    pub endpoints: Vec<EndpointState>,
+}
+
 impl Directory {
-    /// The endpoints to try for a request, the round robin's choice first.
+    /// The service's payload and the endpoints to try for a request.
     fn select(
         &mut self,
         name: &ServiceName,
         labels: &Labels,
         now: DateTime<Utc>,
-    ) -> Result<Vec<EndpointState>, ActorError> {
+    ) -> Result<Selected, ActorError> {
         let service = self
             .services
             .get(name)
@@ -93,7 +101,10 @@ impl Directory {
                 labels: labels.clone(),
             });
         }
-        Ok(ordered.into_iter().map(|c| c.endpoint.clone()).collect())
+        Ok(Selected {
+            payload: service.service.payload,
+            endpoints: ordered.into_iter().map(|c| c.endpoint.clone()).collect(),
+        })
     }
 }
 
@@ -566,12 +577,13 @@ impl RegistryHandle {
         Ok(self.addr.send(Snapshot).await?)
     }
 
-    /// The endpoints to try for a request, the round robin's choice first.
+    /// The service's payload and the endpoints to try for a request, the round robin's
+    /// choice first.
     pub async fn select(
         &self,
         service: ServiceName,
         labels: Labels,
-    ) -> Result<Vec<EndpointState>, ActorError> {
+    ) -> Result<Selected, ActorError> {
         lock(&self.directory).select(&service, &labels, self.clock.now())
     }
 }

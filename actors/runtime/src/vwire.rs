@@ -108,7 +108,8 @@ pub(crate) struct GetState;
 #[rtype(result = "Result<Reconciliation, ActorError>")]
 pub(crate) struct Reconcile;
 
-/// The liveness probe found the datapath dead: re-plumb.
+/// The liveness probe found the datapath dead, or the data plane reported it broken:
+/// re-plumb.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct HealDatapath {
@@ -573,6 +574,8 @@ impl Handler<HealDatapath> for VWireActor {
                 if let Err(e) = rebuilding.map_or(outcome, Err) {
                     tracing::warn!(vwire = %act.id, error = %e, "datapath not healed; probing again later");
                 }
+                // A data-plane fault may reach a vWire that has just ended.
+                act.stop_unless_live(ctx);
                 if ctx.state() == ActorState::Running {
                     act.arm_probe(ctx);
                 }
@@ -662,6 +665,16 @@ impl VWireHandle {
     /// Compares the vWire's data plane with its events and repairs it (start-up reconcile).
     pub(crate) async fn reconcile(&self) -> Result<Reconciliation, ActorError> {
         self.addr.send(Reconcile).await?
+    }
+
+    /// Re-plumbs the vWire because `probe` found its datapath broken (`reason`), recording
+    /// it as a failed probe; resolves once the repair is recorded (or refused, logged).
+    pub(crate) async fn heal_datapath(
+        &self,
+        probe: String,
+        reason: String,
+    ) -> Result<(), ActorError> {
+        Ok(self.addr.send(HealDatapath { probe, reason }).await?)
     }
 
     /// The vWire's state, or `None` if it has no history.

@@ -85,10 +85,12 @@ fn endpoints_are_selected_in_turn_refreshed_and_expired_with_watchers_told() {
         assert_eq!(endpoints.len(), 3);
         let mut firsts = Vec::new();
         for _ in 0..6 {
-            let ordered = registry
+            let selected = registry
                 .select(ServiceName::new("web").unwrap(), Labels::new())
                 .await
                 .unwrap();
+            assert_eq!(selected.payload, Payload::Ip);
+            let ordered = selected.endpoints;
             assert_eq!(ordered.len(), 3);
             firsts.push(ordered[0].spec.name.to_string());
         }

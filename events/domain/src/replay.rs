@@ -383,6 +383,7 @@ fn command_for(event: &VWireEvent) -> Command {
         }),
         VWireEvent::Established(e) => Command::Establish {
             endpoint: e.endpoint,
+            payload: e.payload,
             mechanism: e.mechanism,
             context: e.context,
             path: e.path,
@@ -896,6 +897,7 @@ mod tests {
                 name: "nse-1".into(),
                 url: "tcp://10.0.0.1:5001".into(),
             },
+            payload: Payload::Ip,
             mechanism: kernel(),
             context: ConnectionContext {
                 ip,

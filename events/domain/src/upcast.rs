@@ -86,7 +86,8 @@ pub(crate) fn read_current<T>(
 pub const SCHEMAS: &[(&str, u32)] = &[
     // vWire lifecycle (streams `vwire-<uuid>`).
     ("Requested", 1),
-    ("Established", 1),
+    // v2 records the payload (ETHERNET or IP); v1 vWires all carried Ethernet.
+    ("Established", 2),
     ("Refreshed", 1),
     ("Expired", 1),
     ("Closed", 1),
@@ -125,7 +126,7 @@ pub fn is_readable(event_type: &str, version: u32) -> bool {
 }
 
 fn has_step(event_type: &str, from: u32) -> bool {
-    matches!((event_type, from), ("Failed", 1))
+    matches!((event_type, from), ("Failed", 1) | ("Established", 1))
 }
 
 /// Upgrades `payload` from `version` to the current version, one step at a time.
@@ -150,9 +151,63 @@ fn step(event_type: &str, from: u32, mut payload: Value) -> Result<Value, Decode
             }
             Ok(payload)
         }
+        ("Established", 1) => {
+            if let Some(fields) = payload.as_object_mut() {
+                fields.entry("payload").or_insert(json!("ETHERNET"));
+            }
+            Ok(payload)
+        }
         _ => Err(DecodeError::NoUpcaster {
             event_type: event_type.to_owned(),
             version: from,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Position;
+    use crate::registry::Payload;
+    use crate::vwire::VWireEvent;
+
+    fn stored(version: u32, payload: &str) -> StoredPayload<'_> {
+        StoredPayload {
+            position: Position(7),
+            event_type: "Established",
+            schema_version: version,
+            payload,
+        }
+    }
+
+    /// An `Established` as a v1 writer left it: no payload, so Ethernet (every vWire was
+    /// cross-connected at L2 then, and NSM defaults a service to ETHERNET).
+    #[test]
+    fn a_v1_established_reads_as_an_ethernet_vwire() {
+        let v1 = r#"{"at":"2026-01-01T00:00:00Z","endpoint":{"name":"nse-1","url":"unix:///nse.sock"},
+            "mechanism":{"cls":"LOCAL","type":"KERNEL"},"expires_at":"2026-01-01T00:10:00Z"}"#;
+        assert!(is_readable("Established", 1));
+        let VWireEvent::Established(established) = VWireEvent::decode_stored(stored(1, v1))
+            .expect("a v1 Established decodes")
+        else {
+            panic!("not an Established");
+        };
+        assert_eq!(established.payload, Payload::Ethernet);
+        assert_eq!(established.endpoint.name, "nse-1");
+    }
+
+    #[test]
+    fn a_v2_established_keeps_its_payload() {
+        let v2 = r#"{"at":"2026-01-01T00:00:00Z","endpoint":{"name":"nse-1","url":"unix:///nse.sock"},
+            "payload":"IP","mechanism":{"cls":"LOCAL","type":"MEMIF"},"expires_at":"2026-01-01T00:10:00Z"}"#;
+        assert_eq!(current_version("Established"), Some(2));
+        let VWireEvent::Established(established) =
+            VWireEvent::decode_stored(stored(2, v2)).expect("a v2 Established decodes")
+        else {
+            panic!("not an Established");
+        };
+        assert_eq!(established.payload, Payload::Ip);
+        let newer = VWireEvent::decode_stored(stored(3, v2)).unwrap_err();
+        assert!(matches!(newer, DecodeError::NewerVersion { known: 2, .. }), "{newer}");
     }
 }

@@ -55,6 +55,7 @@ fn lifecycle(close: bool) -> Vec<Command> {
                 name: "nse".into(),
                 url: "tcp://127.0.0.1:5002".into(),
             },
+            payload: nsm_domain::registry::Payload::Ethernet,
             mechanism: Mechanism::new(MechanismClass::Local, "MEMIF"),
             context: ConnectionContext::default(),
             path: Path::default(),

@@ -40,6 +40,7 @@ pub(crate) fn history(
                 name: format!("nse-{}", n % 13),
                 url: format!("unix:///run/nsm/nse-{}.sock", n % 13),
             },
+            payload: nsm_domain::registry::Payload::Ethernet,
             mechanism: Mechanism::new(MechanismClass::Local, "KERNEL"),
             context: context(n),
             path: path(id, now),

@@ -335,3 +335,23 @@ fn refusals_of_huge_values_stay_short() {
     let url_error = huge.parse::<crate::transport::PeerUrl>().unwrap_err();
     assert!(url_error.to_string().len() < 400, "{url_error}");
 }
+
+/// NSM's `Connection.payload` (field 8) says what the vWire carries once its service was
+/// selected, and says nothing (empty) before.
+#[test]
+fn a_connection_carries_its_payload_once_known() {
+    let hop = |payload| nsm_domain::vwire::HopConnection {
+        id: "5b1e4a6c-43c9-4e8e-9a51-0c6e3f6d2c11".into(),
+        service: ServiceName::new("vl3").unwrap(),
+        mechanism: None,
+        context: None,
+        labels: BTreeMap::new(),
+        path: Path::default(),
+        endpoint_name: String::new(),
+        payload,
+        up: false,
+    };
+    assert_eq!(hop_to_wire(&hop(Some(Payload::Ip))).payload, "IP");
+    assert_eq!(hop_to_wire(&hop(Some(Payload::Ethernet))).payload, "ETHERNET");
+    assert_eq!(hop_to_wire(&hop(None)).payload, "");
+}

@@ -34,7 +34,10 @@ pub fn hop_to_wire(hop: &HopConnection) -> wire::Connection {
         labels: labels_to_wire(&hop.labels),
         path: Some(path_to_wire(&hop.path)),
         network_service_endpoint_name: hop.endpoint_name.clone(),
-        payload: String::new(),
+        payload: hop
+            .payload
+            .map(|payload| payload.as_str().to_owned())
+            .unwrap_or_default(),
         state: state.into(),
     }
 }

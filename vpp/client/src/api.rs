@@ -523,6 +523,75 @@ impl Decode for Ip6Prefix {
     }
 }
 
+/// `vl_api_ip_neighbor_t`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpNeighbor {
+    pub sw_if_index: InterfaceIndex,
+    pub flags: IpNeighborFlags,
+    pub mac_address: MacAddress,
+    pub ip_address: Address,
+}
+
+impl Default for IpNeighbor {
+    fn default() -> Self {
+        Self {
+            sw_if_index: Default::default(),
+            flags: Default::default(),
+            mac_address: Default::default(),
+            ip_address: Default::default(),
+        }
+    }
+}
+
+impl Encode for IpNeighbor {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.sw_if_index.encode(out)?;
+        self.flags.encode(out)?;
+        self.mac_address.encode(out)?;
+        self.ip_address.encode(out)?;
+        Ok(())
+    }
+}
+
+impl Decode for IpNeighbor {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let f_sw_if_index = Decode::decode(reader)?;
+        let f_flags = Decode::decode(reader)?;
+        let f_mac_address = Decode::decode(reader)?;
+        let f_ip_address = Decode::decode(reader)?;
+        Ok(Self {
+            sw_if_index: f_sw_if_index,
+            flags: f_flags,
+            mac_address: f_mac_address,
+            ip_address: f_ip_address,
+        })
+    }
+}
+
+/// `vl_api_ip_neighbor_flags_t` (enum, u8 on the wire)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IpNeighborFlags(pub u8);
+
+impl IpNeighborFlags {
+    pub const IP_API_NEIGHBOR_FLAG_NONE: Self = Self(0);
+    pub const IP_API_NEIGHBOR_FLAG_STATIC: Self = Self(1);
+    pub const IP_API_NEIGHBOR_FLAG_NO_FIB_ENTRY: Self = Self(2);
+}
+
+impl Encode for IpNeighborFlags {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.0.encode(out)
+    }
+}
+
+impl Decode for IpNeighborFlags {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Decode::decode(reader).map(Self)
+    }
+}
+
 /// `vl_api_l3xc_t`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1270,6 +1339,176 @@ impl Message for ControlPingReply {
     }
 }
 
+/// `ip_neighbor_add_del` (module `ip_neighbor`, CRC `0x0607c257`)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpNeighborAddDel {
+    pub is_add: bool,
+    pub neighbor: IpNeighbor,
+}
+
+impl Default for IpNeighborAddDel {
+    fn default() -> Self {
+        Self {
+            is_add: Default::default(),
+            neighbor: Default::default(),
+        }
+    }
+}
+
+impl Encode for IpNeighborAddDel {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.is_add.encode(out)?;
+        self.neighbor.encode(out)?;
+        Ok(())
+    }
+}
+
+impl Decode for IpNeighborAddDel {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let f_is_add = Decode::decode(reader)?;
+        let f_neighbor = Decode::decode(reader)?;
+        Ok(Self {
+            is_add: f_is_add,
+            neighbor: f_neighbor,
+        })
+    }
+}
+
+impl Message for IpNeighborAddDel {
+    const NAME: &'static str = "ip_neighbor_add_del";
+    const CRC: u32 = 0x0607c257;
+    const SHAPE: Shape = Shape { client_index: true, context: true };
+}
+
+impl Request for IpNeighborAddDel {
+    type Reply = IpNeighborAddDelReply;
+}
+
+/// `ip_neighbor_add_del_reply` (module `ip_neighbor`, CRC `0x1992deab`)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpNeighborAddDelReply {
+    pub retval: i32,
+    pub stats_index: u32,
+}
+
+impl Default for IpNeighborAddDelReply {
+    fn default() -> Self {
+        Self {
+            retval: Default::default(),
+            stats_index: Default::default(),
+        }
+    }
+}
+
+impl Encode for IpNeighborAddDelReply {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.retval.encode(out)?;
+        self.stats_index.encode(out)?;
+        Ok(())
+    }
+}
+
+impl Decode for IpNeighborAddDelReply {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let f_retval = Decode::decode(reader)?;
+        let f_stats_index = Decode::decode(reader)?;
+        Ok(Self {
+            retval: f_retval,
+            stats_index: f_stats_index,
+        })
+    }
+}
+
+impl Message for IpNeighborAddDelReply {
+    const NAME: &'static str = "ip_neighbor_add_del_reply";
+    const CRC: u32 = 0x1992deab;
+    const SHAPE: Shape = Shape { client_index: false, context: true };
+
+    fn retval(&self) -> Option<i32> {
+        Some(self.retval)
+    }
+}
+
+/// `l2_xconnect_details` (module `l2`, CRC `0x472b6b67`)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct L2XconnectDetails {
+    pub rx_sw_if_index: InterfaceIndex,
+    pub tx_sw_if_index: InterfaceIndex,
+}
+
+impl Default for L2XconnectDetails {
+    fn default() -> Self {
+        Self {
+            rx_sw_if_index: Default::default(),
+            tx_sw_if_index: Default::default(),
+        }
+    }
+}
+
+impl Encode for L2XconnectDetails {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.rx_sw_if_index.encode(out)?;
+        self.tx_sw_if_index.encode(out)?;
+        Ok(())
+    }
+}
+
+impl Decode for L2XconnectDetails {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let f_rx_sw_if_index = Decode::decode(reader)?;
+        let f_tx_sw_if_index = Decode::decode(reader)?;
+        Ok(Self {
+            rx_sw_if_index: f_rx_sw_if_index,
+            tx_sw_if_index: f_tx_sw_if_index,
+        })
+    }
+}
+
+impl Message for L2XconnectDetails {
+    const NAME: &'static str = "l2_xconnect_details";
+    const CRC: u32 = 0x472b6b67;
+    const SHAPE: Shape = Shape { client_index: false, context: true };
+}
+
+/// `l2_xconnect_dump` (module `l2`, CRC `0x51077d14`)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct L2XconnectDump {
+}
+
+impl Default for L2XconnectDump {
+    fn default() -> Self {
+        Self {
+        }
+    }
+}
+
+impl Encode for L2XconnectDump {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        Ok(())
+    }
+}
+
+impl Decode for L2XconnectDump {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+        })
+    }
+}
+
+impl Message for L2XconnectDump {
+    const NAME: &'static str = "l2_xconnect_dump";
+    const CRC: u32 = 0x51077d14;
+    const SHAPE: Shape = Shape { client_index: true, context: true };
+}
+
+impl Dump for L2XconnectDump {
+    type Details = L2XconnectDetails;
+}
+
 /// `l3xc_del` (module `l3xc`, CRC `0xe7dbef91`)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1964,6 +2203,84 @@ impl Message for MemifSocketFilenameAddDelV2Reply {
     fn retval(&self) -> Option<i32> {
         Some(self.retval)
     }
+}
+
+/// `memif_socket_filename_details` (module `memif`, CRC `0x7ff326f7`)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemifSocketFilenameDetails {
+    pub socket_id: u32,
+    pub socket_filename: FixedString<108>,
+}
+
+impl Default for MemifSocketFilenameDetails {
+    fn default() -> Self {
+        Self {
+            socket_id: Default::default(),
+            socket_filename: Default::default(),
+        }
+    }
+}
+
+impl Encode for MemifSocketFilenameDetails {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.socket_id.encode(out)?;
+        self.socket_filename.encode(out)?;
+        Ok(())
+    }
+}
+
+impl Decode for MemifSocketFilenameDetails {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let f_socket_id = Decode::decode(reader)?;
+        let f_socket_filename = Decode::decode(reader)?;
+        Ok(Self {
+            socket_id: f_socket_id,
+            socket_filename: f_socket_filename,
+        })
+    }
+}
+
+impl Message for MemifSocketFilenameDetails {
+    const NAME: &'static str = "memif_socket_filename_details";
+    const CRC: u32 = 0x7ff326f7;
+    const SHAPE: Shape = Shape { client_index: false, context: true };
+}
+
+/// `memif_socket_filename_dump` (module `memif`, CRC `0x51077d14`)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemifSocketFilenameDump {
+}
+
+impl Default for MemifSocketFilenameDump {
+    fn default() -> Self {
+        Self {
+        }
+    }
+}
+
+impl Encode for MemifSocketFilenameDump {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        Ok(())
+    }
+}
+
+impl Decode for MemifSocketFilenameDump {
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+        })
+    }
+}
+
+impl Message for MemifSocketFilenameDump {
+    const NAME: &'static str = "memif_socket_filename_dump";
+    const CRC: u32 = 0x51077d14;
+    const SHAPE: Shape = Shape { client_index: true, context: true };
+}
+
+impl Dump for MemifSocketFilenameDump {
+    type Details = MemifSocketFilenameDetails;
 }
 
 /// `show_version` (module `vpe`, CRC `0x51077d14`)
@@ -3847,6 +4164,10 @@ pub static MESSAGES: &[MessageInfo] = &[
     MessageInfo::of::<AfPacketDump>(),
     MessageInfo::of::<ControlPing>(),
     MessageInfo::of::<ControlPingReply>(),
+    MessageInfo::of::<IpNeighborAddDel>(),
+    MessageInfo::of::<IpNeighborAddDelReply>(),
+    MessageInfo::of::<L2XconnectDetails>(),
+    MessageInfo::of::<L2XconnectDump>(),
     MessageInfo::of::<L3xcDel>(),
     MessageInfo::of::<L3xcDelReply>(),
     MessageInfo::of::<L3xcDetails>(),
@@ -3861,6 +4182,8 @@ pub static MESSAGES: &[MessageInfo] = &[
     MessageInfo::of::<MemifDump>(),
     MessageInfo::of::<MemifSocketFilenameAddDelV2>(),
     MessageInfo::of::<MemifSocketFilenameAddDelV2Reply>(),
+    MessageInfo::of::<MemifSocketFilenameDetails>(),
+    MessageInfo::of::<MemifSocketFilenameDump>(),
     MessageInfo::of::<ShowVersion>(),
     MessageInfo::of::<ShowVersionReply>(),
     MessageInfo::of::<SockclntCreate>(),

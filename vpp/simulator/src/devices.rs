@@ -6,6 +6,7 @@
 use nsm_vpp::api::*;
 
 use super::dispatch::*;
+use super::linux_tap::{self, LinuxTap};
 use super::state::{SimInterface, SimKind, address_of, clip, ip_of};
 
 const DEFAULT_TAP_RING: u16 = 256;
@@ -16,6 +17,11 @@ const VXLAN_NEXT_L2_INPUT: u32 = 1;
 /// Needs /dev/vhost-net (config.vhost_net) or fails -11, after the id check (-71 when an
 /// explicit id is taken). A host_if_name already used by a tap in the same host namespace
 /// fails the netlink rename: -145 NETLINK_ERROR. A tag in the request tags the interface.
+///
+/// With `config.linux_taps` and a `host_namespace`, the Linux side is made for real (see
+/// `linux_tap`): a namespace that does not exist fails -12 before the vhost-net check, as
+/// VPP opens it first; a device that cannot be made -13, one that cannot be configured
+/// -145, and nothing is left of it.
 pub(super) fn tap_create_v3(ctx: &mut Ctx<'_>, mut request: TapCreateV3) -> TapCreateV3Reply {
     let failed = |retval| TapCreateV3Reply {
         retval,
@@ -39,6 +45,13 @@ pub(super) fn tap_create_v3(ctx: &mut Ctx<'_>, mut request: TapCreateV3) -> TapC
     if request.tap_flags.0 & TapFlags::TAP_API_FLAG_ATTACH.0 != 0 && !request.host_if_name_set {
         return failed(NO_MATCHING_INTERFACE);
     }
+    let linux_namespace = match (ctx.config.linux_taps, request.host_namespace_set) {
+        (true, true) => match linux_tap::namespace_path(request.host_namespace.as_str()) {
+            Some(path) => Some(path),
+            None => return failed(SYSCALL_ERROR_2),
+        },
+        _ => None,
+    };
     if !ctx.config.vhost_net {
         tracing::debug!("tap_create_if: open '/dev/vhost-net': No such file or directory");
         return failed(SYSCALL_ERROR_1);
@@ -65,25 +78,35 @@ pub(super) fn tap_create_v3(ctx: &mut Ctx<'_>, mut request: TapCreateV3) -> TapC
         (false, true) => ctx.state.random_mac(),
         (false, false) => request.mac_address,
     };
+    let linux = match linux_namespace {
+        Some(path) => match LinuxTap::create(&request, &path) {
+            Ok(linux) => Some(linux),
+            Err(retval) => return failed(retval),
+        },
+        None => None,
+    };
     let tag = clip(request.tag.as_str(), 63);
     let mut iface = SimInterface::new(SimKind::Tap(Box::new(request)));
     iface.mac = mac;
     iface.tag = tag;
+    let sw_if_index = ctx.state.insert(iface);
+    if let Some(linux) = linux {
+        ctx.state.linux_taps.insert(sw_if_index, linux);
+    }
     TapCreateV3Reply {
         retval: 0,
-        sw_if_index: ctx.state.insert(iface),
+        sw_if_index,
     }
 }
 
-/// -2 for a missing index, -71 for an interface that is not a tap.
+/// -2 for a missing index and for an interface that is not a tap (local0 included).
 pub(super) fn tap_delete_v2(ctx: &mut Ctx<'_>, request: TapDeleteV2) -> TapDeleteV2Reply {
     let retval = match ctx.state.get(request.sw_if_index).map(|iface| &iface.kind) {
-        None => INVALID_SW_IF_INDEX,
         Some(SimKind::Tap(_)) => {
             ctx.state.delete(request.sw_if_index);
             0
         }
-        Some(_) => INVALID_INTERFACE,
+        _ => INVALID_SW_IF_INDEX,
     };
     TapDeleteV2Reply { retval }
 }

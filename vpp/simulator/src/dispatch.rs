@@ -25,6 +25,8 @@ pub(super) const NO_SUCH_ENTRY: i32 = -6;
 pub(super) const INVALID_VALUE: i32 = -7;
 pub(super) const SYSCALL_ERROR_1: i32 = -11;
 pub(super) const SYSCALL_ERROR_2: i32 = -12;
+pub(super) const SYSCALL_ERROR_3: i32 = -13;
+pub(super) const SYSCALL_ERROR_4: i32 = -14;
 pub(super) const INVALID_REGISTRATION: i32 = -31;
 pub(super) const NO_MATCHING_INTERFACE: i32 = -44;
 pub(super) const ADDRESS_NOT_FOUND_FOR_INTERFACE: i32 = -60;
@@ -108,6 +110,7 @@ failable! {
     VxlanAddDelTunnelV3Reply { sw_if_index: u32::MAX };
     L3xcUpdateReply;
     L3xcDelReply;
+    IpNeighborAddDelReply;
     AddNodeNextReply { next_index: u32::MAX };
 }
 
@@ -139,9 +142,11 @@ impl Runner<'_> {
             "sw_interface_set_mtu" => self.request(bytes, interface::set_mtu)?,
             "sw_interface_set_rx_mode" => self.request(bytes, interface::set_rx_mode)?,
             "sw_interface_set_l2_xconnect" => self.request(bytes, interface::set_l2_xconnect)?,
+            "l2_xconnect_dump" => self.dump(bytes, interface::l2_xconnect_dump)?,
             "l3xc_update" => self.request(bytes, interface::l3xc_update)?,
             "l3xc_del" => self.request(bytes, interface::l3xc_del)?,
             "l3xc_dump" => self.dump(bytes, interface::l3xc_dump)?,
+            "ip_neighbor_add_del" => self.request(bytes, interface::ip_neighbor_add_del)?,
             "add_node_next" => self.request(bytes, interface::add_node_next)?,
             "tap_create_v3" => self.request(bytes, devices::tap_create_v3)?,
             "tap_delete_v2" => self.request(bytes, devices::tap_delete_v2)?,
@@ -153,6 +158,7 @@ impl Runner<'_> {
             "memif_create_v2" => self.request(bytes, memif::memif_create_v2)?,
             "memif_delete" => self.request(bytes, memif::memif_delete)?,
             "memif_dump" => self.dump(bytes, memif::memif_dump)?,
+            "memif_socket_filename_dump" => self.dump(bytes, memif::memif_socket_dump)?,
             "vxlan_add_del_tunnel_v3" => self.request(bytes, devices::vxlan_add_del)?,
             "vxlan_tunnel_v2_dump" => self.dump(bytes, devices::vxlan_dump)?,
             _ => return Err(Silence::Unimplemented),

@@ -225,7 +225,24 @@ pub(super) fn set_l2_xconnect(
     SwInterfaceSetL2XconnectReply { retval }
 }
 
-/// Creates or replaces the policy of (interface, family); no paths is -7.
+/// Every one-way L2 cross-connect, by rx interface.
+pub(super) fn l2_xconnect_dump(ctx: &mut Ctx<'_>, _: L2XconnectDump) -> Vec<L2XconnectDetails> {
+    ctx.state
+        .xconnects()
+        .into_iter()
+        .map(|(rx_sw_if_index, tx_sw_if_index)| L2XconnectDetails {
+            rx_sw_if_index,
+            tx_sw_if_index,
+        })
+        .collect()
+}
+
+/// What VPP's FIB path parser answers for a path through an interface that does not exist:
+/// -54, which VPP's error table names NO_MATCHING_INTERFACE.
+const PATH_INTERFACE_MISSING: i32 = -54;
+
+/// Creates or replaces the policy of (interface, family); no paths is -7, a path through an
+/// interface that does not exist -54.
 pub(super) fn l3xc_update(ctx: &mut Ctx<'_>, request: L3xcUpdate) -> L3xcUpdateReply {
     let L3xc {
         sw_if_index,
@@ -236,6 +253,11 @@ pub(super) fn l3xc_update(ctx: &mut Ctx<'_>, request: L3xcUpdate) -> L3xcUpdateR
         INVALID_SW_IF_INDEX
     } else if paths.is_empty() {
         INVALID_VALUE
+    } else if paths
+        .iter()
+        .any(|path| path.sw_if_index != u32::MAX && !ctx.state.exists(path.sw_if_index))
+    {
+        PATH_INTERFACE_MISSING
     } else {
         ctx.state.l3xc.insert((sw_if_index, is_ip6), paths);
         0
@@ -280,6 +302,37 @@ pub(super) fn l3xc_dump(ctx: &mut Ctx<'_>, request: L3xcDump) -> Vec<L3xcDetails
             },
         })
         .collect()
+}
+
+/// Adds (or replaces) or removes a neighbour, as VPP 26.06 answers: -2 for a missing
+/// interface, -6 NO_SUCH_ENTRY when removing one that is not there, -7 for an address that
+/// is neither IPv4 nor IPv6.
+pub(super) fn ip_neighbor_add_del(
+    ctx: &mut Ctx<'_>,
+    request: IpNeighborAddDel,
+) -> IpNeighborAddDelReply {
+    let IpNeighbor {
+        sw_if_index,
+        mac_address,
+        ip_address,
+        ..
+    } = request.neighbor;
+    let retval = match ip_of(&ip_address) {
+        _ if !ctx.state.exists(sw_if_index) => INVALID_SW_IF_INDEX,
+        None => INVALID_VALUE,
+        Some(ip) if request.is_add => {
+            ctx.state.neighbors.insert((sw_if_index, ip), mac_address);
+            0
+        }
+        Some(ip) => match ctx.state.neighbors.remove(&(sw_if_index, ip)) {
+            Some(_) => 0,
+            None => NO_SUCH_ENTRY,
+        },
+    };
+    IpNeighborAddDelReply {
+        retval,
+        stats_index: 0,
+    }
 }
 
 /// Links `next_name` after `node_name` and returns its next index (the existing one when

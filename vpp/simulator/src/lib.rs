@@ -21,8 +21,13 @@
 //! and has carrier (on unless a test clears it, see
 //! [`set_carrier`](crate::Simulator::set_carrier)), and nothing forwards packets.
 //!
+//! Where it touches the host, it does what VPP does: the first master memif on a socket
+//! file binds a real UNIX socket there (a missing folder fails as VPP's bind does, -14) and
+//! leaves the file behind; a deleted interface's index is given to the next interface, as
+//! VPP's pool gives it.
+//!
 //! Where the reference is silent, the retvals are those of VPP's source (each handler's
-//! comment says which). Registration handles are `0x8000_0000 | n` for the n-th
+//! comment says which) or what VPP 26.06 was seen to answer. Registration handles are `0x8000_0000 | n` for the n-th
 //! connection since start, never reused, even across restarts, so a closing connection of
 //! an earlier run can never be confused with a new one.
 //!
@@ -47,6 +52,7 @@ mod devices;
 mod dispatch;
 mod faults;
 mod interface;
+mod linux_tap;
 mod memif;
 mod state;
 mod table;
@@ -75,6 +81,11 @@ pub struct SimulatorConfig {
     pub vhost_net: bool,
     /// The host (Linux) interfaces af_packet can bind to; None means any name exists.
     pub host_interfaces: Option<HashSet<String>>,
+    /// Whether a tap made with a `host_namespace` gets a real Linux side in that namespace
+    /// (a veth named `host_if_name`, with the request's MAC, MTU and prefixes, up), removed
+    /// with the tap, as VPP's is: for tests that check what a forwarder configures there.
+    /// Needs root, `ip` and `nsenter`. Off by default: no tap touches the host.
+    pub linux_taps: bool,
 }
 
 impl SimulatorConfig {
@@ -86,6 +97,7 @@ impl SimulatorConfig {
             pid: 29023,
             vhost_net: true,
             host_interfaces: None,
+            linux_taps: false,
         }
     }
 }
@@ -261,7 +273,15 @@ impl Simulator {
             .collect()
     }
 
-    /// Memif socket files as (socket_id, filename), 0 (VPP's default) included.
+    /// Static neighbours as (sw_if_index, address, MAC).
+    pub fn neighbors(&self) -> Vec<(u32, std::net::IpAddr, [u8; 6])> {
+        let world = self.world();
+        let entries = world.state.neighbors.iter();
+        entries.map(|(&(on, ip), &mac)| (on, ip, mac)).collect()
+    }
+
+    /// Memif socket files as (socket_id, filename), 0 (VPP's default) included (as
+    /// `memif_socket_filename_dump` lists them).
     pub fn memif_sockets(&self) -> Vec<(u32, String)> {
         let world = self.world();
         let sockets = world.state.memif_sockets.iter();

@@ -1,12 +1,25 @@
 //! Handlers for memif: socket files (socket_id → filename) and the interfaces on them.
-//! Checks run in VPP's order (memif_api.c, then memif_create_if); a failed create leaves
-//! sw_if_index 0, as VPP's zeroed argument struct does.
+//! Checks run in VPP's order (memif_api.c, then memif_create_if); a create refused by a
+//! check leaves sw_if_index 0, as VPP's zeroed argument struct does.
+//!
+//! A socket file is as real as VPP's: the first master memif on a socket binds a UNIX
+//! socket at its absolute path (VPP makes no directory for it, so a missing one is the
+//! bind's failure, -14, whose reply carries the index the interface had before VPP freed
+//! it again); the last memif on it closes the socket; the file stays on disk in every case,
+//! deleting the socket id included, as VPP leaves it. Abstract and relative names (the
+//! latter under VPP's runtime folder, which the simulator has not) and socket 0 are not
+//! bound.
+
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 
 use nsm_vpp::api::*;
 
 use super::devices::nonzero;
 use super::dispatch::*;
-use super::state::{SimInterface, SimKind};
+use super::state::{SimInterface, SimKind, VppState};
 
 const DEFAULT_MEMIF_RING: u32 = 1024;
 const DEFAULT_MEMIF_BUFFER: u16 = 2048;
@@ -49,7 +62,8 @@ pub(super) fn memif_socket(
 
 /// A ring size that is not a power of two → -73; an unknown socket_id → -73; a socket
 /// already used with the other role, or the same id on that socket → -68; a mode other
-/// than ethernet or ip → -12.
+/// than ethernet or ip → -12 (VPP 26.06 crashes on punt/inject instead); the first master
+/// on a socket whose file cannot be bound → -14 with the index it would have had.
 pub(super) fn memif_create_v2(ctx: &mut Ctx<'_>, mut request: MemifCreateV2) -> MemifCreateV2Reply {
     let failed = |retval| MemifCreateV2Reply {
         retval,
@@ -78,6 +92,15 @@ pub(super) fn memif_create_v2(ctx: &mut Ctx<'_>, mut request: MemifCreateV2) -> 
         MemifMode::MEMIF_MODE_API_IP => [0; 6],
         _ => return failed(SYSCALL_ERROR_2),
     };
+    if request.role == MemifRole::MEMIF_ROLE_API_MASTER
+        && let Err(error) = listen(ctx.state, request.socket_id)
+    {
+        tracing::debug!(%error, "memif_plugin: clib_socket_init failed");
+        return MemifCreateV2Reply {
+            retval: SYSCALL_ERROR_4,
+            sw_if_index: ctx.state.next_index(),
+        };
+    }
     let mut iface = SimInterface::new(SimKind::Memif(request));
     iface.mac = mac;
     MemifCreateV2Reply {
@@ -86,27 +109,95 @@ pub(super) fn memif_create_v2(ctx: &mut Ctx<'_>, mut request: MemifCreateV2) -> 
     }
 }
 
-/// A missing index or an interface that is not a memif: -2.
+/// A missing index or an interface that is not a memif: -2. The last memif on a socket
+/// closes its listening socket (the file stays).
 pub(super) fn memif_delete(ctx: &mut Ctx<'_>, request: MemifDelete) -> MemifDeleteReply {
-    let is_memif = ctx
-        .state
-        .get(request.sw_if_index)
-        .is_some_and(|iface| matches!(iface.kind, SimKind::Memif(_)));
-    let retval = match is_memif {
-        true => {
-            ctx.state.delete(request.sw_if_index);
-            0
+    let socket_id = match ctx.state.get(request.sw_if_index).map(|iface| &iface.kind) {
+        Some(SimKind::Memif(memif)) => memif.socket_id,
+        _ => {
+            return MemifDeleteReply {
+                retval: INVALID_SW_IF_INDEX,
+            };
         }
-        false => INVALID_SW_IF_INDEX,
     };
-    MemifDeleteReply { retval }
+    ctx.state.delete(request.sw_if_index);
+    if memifs_on(ctx.state, socket_id) == 0 {
+        ctx.state.memif_listeners.remove(&socket_id);
+    }
+    MemifDeleteReply { retval: 0 }
 }
 
+fn memifs_on(state: &VppState, socket_id: u32) -> usize {
+    state
+        .interfaces()
+        .filter(
+            |iface| matches!(&iface.kind, SimKind::Memif(memif) if memif.socket_id == socket_id),
+        )
+        .count()
+}
+
+/// Opens the listening socket of `socket_id` unless it is open (or not a file VPP binds),
+/// as VPP's clib_socket_init does: a socket file nobody listens on is replaced, anything
+/// else at the path is an error.
+fn listen(state: &mut VppState, socket_id: u32) -> io::Result<()> {
+    let Some(filename) = state.memif_sockets.get(&socket_id) else {
+        return Ok(());
+    };
+    let path = Path::new(filename);
+    if socket_id == 0 || !path.is_absolute() || state.memif_listeners.contains_key(&socket_id) {
+        return Ok(());
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            let stale = matches!(
+                UnixStream::connect(path),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+            );
+            if !stale {
+                return Err(io::Error::other(format!("Active listener on '{filename}'")));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(io::Error::other(format!(
+                "File '{filename}' already exists"
+            )));
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    state.memif_listeners.insert(socket_id, listener);
+    Ok(())
+}
+
+/// Every socket file, VPP's default (id 0) included.
+pub(super) fn memif_socket_dump(
+    ctx: &mut Ctx<'_>,
+    _: MemifSocketFilenameDump,
+) -> Vec<MemifSocketFilenameDetails> {
+    ctx.state
+        .memif_sockets
+        .iter()
+        .map(|(&socket_id, filename)| MemifSocketFilenameDetails {
+            socket_id,
+            socket_filename: fixed(filename),
+        })
+        .collect()
+}
+
+/// Ring and buffer sizes are those VPP reports: what a connected slave runs with (its
+/// own, here); ring 1 (2^0) and buffer 0 for a slave whose peer is not connected (link down
+/// here) and for every master, connected or not (VPP 26.06 fills in neither for a master).
 pub(super) fn memif_dump(ctx: &mut Ctx<'_>, _: MemifDump) -> Vec<MemifDetails> {
     ctx.state
         .interfaces()
         .filter_map(|iface| match &iface.kind {
-            SimKind::Memif(memif) => Some(MemifDetails {
+            SimKind::Memif(memif) => Some((iface, memif)),
+            _ => None,
+        })
+        .map(|(iface, memif)| {
+            let running = memif.role == MemifRole::MEMIF_ROLE_API_SLAVE && iface.link_up;
+            MemifDetails {
                 sw_if_index: iface.sw_if_index,
                 hw_addr: iface.mac,
                 id: memif.id,
@@ -114,12 +205,11 @@ pub(super) fn memif_dump(ctx: &mut Ctx<'_>, _: MemifDump) -> Vec<MemifDetails> {
                 mode: memif.mode,
                 zero_copy: memif.role == MemifRole::MEMIF_ROLE_API_SLAVE && !memif.no_zero_copy,
                 socket_id: memif.socket_id,
-                ring_size: memif.ring_size,
-                buffer_size: memif.buffer_size,
+                ring_size: if running { memif.ring_size } else { 1 },
+                buffer_size: if running { memif.buffer_size } else { 0 },
                 flags: iface.flags(),
                 if_name: fixed(&iface.name),
-            }),
-            _ => None,
+            }
         })
         .collect()
 }

@@ -3,14 +3,20 @@
 //! who subscribed to interface events.
 //!
 //! Invariants kept here rather than in the handlers: sw_if_index 0 is `local0` and is never
-//! deleted; indices grow and are never reused within one run; an interface's link is up
+//! deleted; a deleted interface's index is given to the next interface made (the last freed
+//! first, as VPP's interface pool does), so an index names an interface only while it lives;
+//! memif socket files are real sockets on disk while a master memif listens on them, left
+//! behind when it stops, as VPP leaves them; an interface's link is up
 //! exactly when it is admin up and has carrier (see [`SimInterface::carrier`]); deleting an
-//! interface removes every cross-connect and l3xc path that names it, in either direction.
+//! interface removes every cross-connect that names it, in either direction, and its
+//! neighbours, but not its l3xc policies (VPP keeps them, and gives them to the next
+//! interface made at that index).
 //! Every change of an interface's flags, and every deletion, is recorded as a [`Change`] for
 //! the event fan-out that runs after the request's reply has been queued.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::net::UnixListener;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -19,6 +25,8 @@ use nsm_vpp::api::{
     Address, AddressFamily, AddressUnion, AfPacketCreateV3, FibPath, IfStatusFlags, MacAddress,
     MemifCreateV2, RxMode, TapCreateV3, VxlanAddDelTunnelV3,
 };
+
+use super::linux_tap::LinuxTap;
 
 /// local0's index: present from start-up, never deleted.
 pub const LOCAL0: u32 = 0;
@@ -163,11 +171,22 @@ pub(super) struct Change {
 #[derive(Debug)]
 pub(super) struct VppState {
     interfaces: BTreeMap<u32, SimInterface>,
+    /// The index after the highest ever given in this run.
     next_index: u32,
+    /// Indices of deleted interfaces, handed out again last-freed first, as VPP's pool of
+    /// software interfaces does.
+    free_indices: Vec<u32>,
     /// socket_id → filename; 0 is VPP's built-in default.
     pub(super) memif_sockets: BTreeMap<u32, String>,
+    /// socket_id → the socket listening on its file while a master memif uses it.
+    pub(super) memif_listeners: HashMap<u32, UnixListener>,
+    /// sw_if_index → the real Linux side of a tap (`SimulatorConfig::linux_taps`), removed
+    /// with the tap and with this state.
+    pub(super) linux_taps: HashMap<u32, LinuxTap>,
     /// (sw_if_index, is_ip6) → paths.
     pub(super) l3xc: BTreeMap<(u32, bool), Vec<FibPath>>,
+    /// (sw_if_index, address) → MAC: static neighbours, flushed with their interface.
+    pub(super) neighbors: BTreeMap<(u32, IpAddr), MacAddress>,
     /// client_index → the pid it subscribed with.
     pub(super) subscribers: BTreeMap<u32, u32>,
     /// Graph node → its next nodes, in next-index order.
@@ -209,8 +228,12 @@ impl VppState {
         Self {
             interfaces: BTreeMap::from([(LOCAL0, local0)]),
             next_index: LOCAL0 + 1,
+            free_indices: Vec::new(),
             memif_sockets: BTreeMap::from([(0, "/run/vpp/memif.sock".to_owned())]),
+            memif_listeners: HashMap::new(),
+            linux_taps: HashMap::new(),
             l3xc: BTreeMap::new(),
+            neighbors: BTreeMap::new(),
             subscribers: BTreeMap::new(),
             nexts,
             rng: StdRng::seed_from_u64(seed),
@@ -234,11 +257,22 @@ impl VppState {
         self.interfaces.values()
     }
 
-    /// Adds an interface under the next index (its name derived from its kind) and returns
-    /// the index. No event: VPP announces only flag changes and deletions.
+    /// The index the next interface will get: the last one freed, else a new one.
+    pub(super) fn next_index(&self) -> u32 {
+        self.free_indices.last().copied().unwrap_or(self.next_index)
+    }
+
+    /// Adds an interface under [`Self::next_index`] (its name derived from its kind) and
+    /// returns the index. No event: VPP announces only flag changes and deletions.
     pub(super) fn insert(&mut self, mut iface: SimInterface) -> u32 {
-        let sw_if_index = self.next_index;
-        self.next_index += 1;
+        let sw_if_index = match self.free_indices.pop() {
+            Some(freed) => freed,
+            None => {
+                let fresh = self.next_index;
+                self.next_index += 1;
+                fresh
+            }
+        };
         iface.sw_if_index = sw_if_index;
         iface.name = iface.kind.interface_name();
         iface.dev_type = iface.kind.dev_type().to_owned();
@@ -280,15 +314,17 @@ impl VppState {
             return None;
         }
         let removed = self.interfaces.remove(&sw_if_index)?;
+        self.linux_taps.remove(&sw_if_index);
+        self.free_indices.push(sw_if_index);
         for iface in self.interfaces.values_mut() {
             if iface.l2_xconnect == Some(sw_if_index) {
                 iface.l2_xconnect = None;
             }
         }
-        self.l3xc.retain(|&(input, _), paths| {
-            paths.retain(|path| path.sw_if_index != sw_if_index);
-            input != sw_if_index && !paths.is_empty()
-        });
+        self.neighbors.retain(|&(on, _), _| on != sw_if_index);
+        // l3xc policies stay, as on VPP (26.06): the deleted interface's own policy and the
+        // paths toward it are kept, and an interface made later at the same index inherits
+        // that policy. Whoever made one must delete it before deleting the interface.
         self.changes.push(Change {
             sw_if_index,
             flags: IfStatusFlags(0),

@@ -43,7 +43,26 @@ impl Kernel {
         host_name: &str,
     ) -> Result<(DataplaneWork, [u8; 6]), DataplaneError> {
         let plan = self.host_plan(vwire, end, mechanism, context, host_name)?;
-        make(&self.inner, &plan).await
+        let made = make(&self.inner, &plan, WorkloadArp::On).await?;
+        Ok((made.work, made.host_mac))
+    }
+
+    /// [`Kernel::make_host_veth`] for a vWire that carries IP packets only (NSM's IP
+    /// payload), which VPP joins at L3 and which ARP and ND therefore never cross: the
+    /// workload's side is made without them (`IFF_NOARP`), so it sends every frame to its own
+    /// MAC, as to a point-to-point peer. Gives back that MAC: VPP's interface on the host side
+    /// takes it as its own, to receive those frames, and sends to it.
+    pub async fn make_ip_host_veth(
+        &self,
+        vwire: VWireId,
+        end: End,
+        mechanism: &Mechanism,
+        context: &ConnectionContext,
+        host_name: &str,
+    ) -> Result<(DataplaneWork, [u8; 6]), DataplaneError> {
+        let plan = self.host_plan(vwire, end, mechanism, context, host_name)?;
+        let made = make(&self.inner, &plan, WorkloadArp::Off).await?;
+        Ok((made.work, made.workload_mac))
     }
 
     /// Removes it (both sides go with either); absent is fine, and so is a `mechanism`
@@ -94,7 +113,21 @@ fn invalid(message: String) -> DataplaneError {
     DataplaneError::InvalidInput(message)
 }
 
-async fn make(inner: &Inner, plan: &HostPlan) -> Result<(DataplaneWork, [u8; 6]), DataplaneError> {
+/// Whether the workload's side resolves its neighbours (ARP, ND) or not (`IFF_NOARP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkloadArp {
+    On,
+    Off,
+}
+
+/// A pair made: what was done and both sides' MACs.
+struct Made {
+    work: DataplaneWork,
+    host_mac: [u8; 6],
+    workload_mac: [u8; 6],
+}
+
+async fn make(inner: &Inner, plan: &HostPlan, arp: WorkloadArp) -> Result<Made, DataplaneError> {
     let mut log = Log::default();
     let workload = plumb::place_of(inner, &plan.workload).await?;
     let host = Place::own(inner);
@@ -111,21 +144,41 @@ async fn make(inner: &Inner, plan: &HostPlan) -> Result<(DataplaneWork, [u8; 6])
     plumb::preflight(&workload, &plan.workload, leftover, &mut log).await?;
     plumb::preflight(&host, &plan.host, leftover, &mut log).await?;
     let ends = [(&workload, &plan.workload), (&host, &plan.host)];
-    let [_, host_link] = plumb::make_pair(inner, plan.vwire, ends, plan.mtu, &mut log).await?;
+    let [workload_link, host_link] =
+        plumb::make_pair(inner, plan.vwire, ends, plan.mtu, &mut log).await?;
     // A veth always has an Ethernet address; without one VPP could not be told it.
-    let Some(mac) = host_link.mac else {
+    let (Some(mac), Some(workload_mac)) = (host_link.mac, workload_link.mac) else {
         plumb::remove_made(inner, ends, &mut Log::default()).await;
         return Err(DataplaneError::Failed {
             dataplane: Kernel::NAME,
-            reason: format!("{} has no Ethernet address", plan.host.here(host.ns.url())),
+            reason: format!(
+                "{} or its peer has no Ethernet address",
+                plan.host.here(host.ns.url())
+            ),
         });
     };
+    if arp == WorkloadArp::Off {
+        let here = plan.workload.here(workload.ns.url());
+        if let Err(e) = workload
+            .rtnl
+            .set_noarp(workload_link.index, &plan.workload.name)
+            .await
+        {
+            plumb::remove_made(inner, ends, &mut Log::default()).await;
+            return Err(plumb::rtnl_error(&here, e));
+        }
+        log.push(format!("turned ARP off on {here}, for IP packets only"));
+    }
     log.push(format!(
         "{} has MAC {}",
         plan.host.here(host.ns.url()),
         format_mac(mac)
     ));
-    Ok((log.work(), mac))
+    Ok(Made {
+        work: log.work(),
+        host_mac: mac,
+        workload_mac,
+    })
 }
 
 async fn remove(

@@ -11,6 +11,7 @@
 //! | `plan` | checking a request and working out each end before anything is touched |
 //! | `plumb` | making, checking and removing one vWire's pair |
 //! | `host_veth` | one end as a pair between its workload's namespace and this one, for VPP |
+//! | `workload_end` | one end whose link VPP makes in its namespace (a tap), configured here |
 //! | `inventory` | finding every link of this node on the host; removing orphans |
 //! | `probe` | ICMP echo from the client's end (liveness, `nsm demo`) |
 //! | `tag` | the alias every link carries: node, vWire, end |
@@ -27,6 +28,7 @@ mod plumb;
 mod probe;
 mod rtnl;
 mod tag;
+mod workload_end;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,7 @@ use futures::future::BoxFuture;
 use nsm_domain::vwire::{DataplaneWork, Mechanism, Plumbing, VWireId};
 
 use self::netns::Netns;
+pub(crate) use self::plan::WorkloadPlan;
 use self::plan::{KERNEL, Plan};
 pub use self::plan::{MAX_INTERFACE_NAME, NAME_PARAMETER, NETNS_PARAMETER, check_interface_name};
 pub use self::probe::{ECHOES, Echo, ping};
@@ -246,12 +249,24 @@ impl Dataplane for Kernel {
 /// each pair answered.
 async fn probe_plan(plan: &Plan, timeout: Duration) -> Result<Liveness, DataplaneError> {
     let pairs = plumb::probe_pairs(plan);
+    probe_from(&plan.client.netns_url, &plan.client.name, &pairs, timeout).await
+}
+
+/// Pings every `(from, to)` pair at once from `interface` in the namespace at `netns_url`
+/// (the client's end): alive if each pair answered. Also the VPP data plane's probe of a
+/// KERNEL client end, which is a real interface in the client's namespace too.
+pub(crate) async fn probe_from(
+    netns_url: &str,
+    interface: &str,
+    pairs: &[(std::net::IpAddr, std::net::IpAddr)],
+    timeout: Duration,
+) -> Result<Liveness, DataplaneError> {
     if pairs.is_empty() {
         return Ok(Liveness::NotProbed {
             why: "the vWire has no pair of client and endpoint addresses of one family".into(),
         });
     }
-    let ns = match Netns::open(&plan.client.netns_url) {
+    let ns = match Netns::open(netns_url) {
         Ok(ns) => ns,
         Err(e @ (netns::NetnsError::Missing { .. } | netns::NetnsError::NotNetns { .. })) => {
             return Ok(Liveness::ClientGone {
@@ -260,7 +275,6 @@ async fn probe_plan(plan: &Plan, timeout: Duration) -> Result<Liveness, Dataplan
         }
         Err(e) => return Err(DataplaneError::NotPermitted(e.to_string())),
     };
-    let interface = &plan.client.name;
     let echoes = futures::future::join_all(
         pairs
             .iter()

@@ -72,6 +72,16 @@ pub(crate) struct HostPlan {
     pub(crate) mtu: Option<u32>,
 }
 
+/// One end of a vWire alone, whose link something else makes straight in its workload's
+/// namespace (VPP's tap, `tap_create_v3` with `host_namespace`): the end is configured as
+/// [`Plan`] would configure it, and has no peer of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkloadPlan {
+    pub(crate) vwire: VWireId,
+    pub(crate) end: EndPlan,
+    pub(crate) mtu: Option<u32>,
+}
+
 fn invalid(message: String) -> DataplaneError {
     DataplaneError::InvalidInput(message)
 }
@@ -133,6 +143,22 @@ impl HostPlan {
             workload,
             host,
             mtu,
+        })
+    }
+}
+
+impl WorkloadPlan {
+    pub(crate) fn new(
+        vwire: VWireId,
+        end: End,
+        mechanism: &Mechanism,
+        context: &ConnectionContext,
+    ) -> Result<Self, DataplaneError> {
+        check_supported(context)?;
+        Ok(Self {
+            vwire,
+            end: EndPlan::of_context(vwire, end, mechanism, context)?,
+            mtu: context_mtu(context)?,
         })
     }
 }

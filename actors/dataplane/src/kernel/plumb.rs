@@ -55,7 +55,7 @@ impl Log {
 /// An end's namespace, open, with a netlink connection in it.
 pub(super) struct Place {
     pub(super) ns: Netns,
-    rtnl: Arc<Rtnl>,
+    pub(super) rtnl: Arc<Rtnl>,
 }
 
 impl Place {
@@ -235,10 +235,23 @@ async fn configure(
         .await
         .map_err(|e| rtnl_error(&here, e))?;
     log.push(format!("tagged {here} \"{tag}\" and set it up"));
+    add_addresses_and_routes(place, link.index, end, log).await?;
+    Ok(link)
+}
+
+/// Gives link `index` of `place` the addresses and routes of `end` (routes on the link
+/// first, as the plan orders them: a gateway is reachable only through them).
+pub(super) async fn add_addresses_and_routes(
+    place: &Place,
+    index: u32,
+    end: &EndPlan,
+    log: &mut Log,
+) -> Result<(), DataplaneError> {
+    let here = end.here(place.ns.url());
     for (ip, len) in &end.addresses {
         place
             .rtnl
-            .add_address(link.index, *ip, *len)
+            .add_address(index, *ip, *len)
             .await
             .map_err(|e| rtnl_error(&here, e))?;
         log.push(format!("added {ip}/{len} to {here}"));
@@ -248,7 +261,7 @@ async fn configure(
             prefix: route.network,
             len: route.len,
             gateway: route.gateway,
-            link: link.index,
+            link: index,
         };
         place
             .rtnl
@@ -280,7 +293,7 @@ async fn configure(
             None => format!("routed {}/{} on {here}", route.network, route.len),
         });
     }
-    Ok(link)
+    Ok(())
 }
 
 /// Removes the pair [`make_pair`] made, tagged yet or not: its ends by name, if they are in
@@ -447,7 +460,12 @@ pub(super) async fn verify_ends(inner: &Inner, vwire: VWireId, ends: [&EndPlan; 
     problems
 }
 
-async fn check_end(inner: &Inner, vwire: VWireId, place: &Place, end: &EndPlan) -> Vec<String> {
+pub(super) async fn check_end(
+    inner: &Inner,
+    vwire: VWireId,
+    place: &Place,
+    end: &EndPlan,
+) -> Vec<String> {
     let here = end.here(place.ns.url());
     let link = match place.rtnl.link_by_name(&end.name).await {
         Ok(Some(link)) => link,
@@ -492,7 +510,7 @@ pub(super) fn netns_error(end: End, error: NetnsError) -> DataplaneError {
 }
 
 /// A netlink failure, with "not permitted" told apart (a capability is missing).
-fn rtnl_error(place: &str, error: RtnlError) -> DataplaneError {
+pub(super) fn rtnl_error(place: &str, error: RtnlError) -> DataplaneError {
     match error {
         RtnlError::Netns(e) => DataplaneError::NotPermitted(format!("{place}: {e}")),
         RtnlError::Kernel {

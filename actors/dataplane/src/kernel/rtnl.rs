@@ -264,6 +264,44 @@ impl Rtnl {
             .map_err(|e| RtnlError::from_netlink(format!("tag {name} and set it up"), e))
     }
 
+    /// Tags link `index` with `alias`, puts it in device group `group`, sets its MTU (if
+    /// given) and sets it up, in one request: for a link another made (VPP's tap).
+    pub(crate) async fn adopt(
+        &self,
+        index: u32,
+        name: &str,
+        alias: &str,
+        group: u32,
+        mtu: Option<u32>,
+    ) -> Result<(), RtnlError> {
+        let mut message = LinkUnspec::new_with_index(index)
+            .alias(alias)
+            .link_group(group);
+        if let Some(mtu) = mtu {
+            message = message.mtu(mtu);
+        }
+        self.handle
+            .link()
+            .change(message.up().build())
+            .execute()
+            .await
+            .map_err(|e| {
+                RtnlError::from_netlink(format!("tag {name}, set its MTU and set it up"), e)
+            })
+    }
+
+    /// Turns ARP (and IPv6 neighbour discovery) off on link `index` (`IFF_NOARP`): the link
+    /// then sends every frame to its own MAC, as to a point-to-point peer.
+    pub(crate) async fn set_noarp(&self, index: u32, name: &str) -> Result<(), RtnlError> {
+        let message = LinkUnspec::new_with_index(index).arp(false).build();
+        self.handle
+            .link()
+            .change(message)
+            .execute()
+            .await
+            .map_err(|e| RtnlError::from_netlink(format!("turn ARP off on {name}"), e))
+    }
+
     pub(crate) async fn set_up(&self, index: u32, name: &str) -> Result<(), RtnlError> {
         let message = LinkUnspec::new_with_index(index).up().build();
         self.handle

@@ -75,6 +75,12 @@ impl Connection {
     pub(crate) fn sessions(&self) -> watch::Receiver<u64> {
         self.sessions.subscribe()
     }
+
+    /// The number of the current session (0 for the first), to tell whether something read
+    /// from VPP was read in this session: after a restart every `sw_if_index` is void.
+    pub(crate) fn session(&self) -> u64 {
+        *self.sessions.borrow()
+    }
 }
 
 async fn connect(config: &Config, required: &[&str]) -> Result<Client, Error> {

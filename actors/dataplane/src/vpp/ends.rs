@@ -1,39 +1,46 @@
 //! One end of a vWire in VPP: what it will be (worked out from the request before VPP is
 //! touched), making it, and removing it.
 //!
-//! - KERNEL by **tap**: VPP creates a tap whose Linux side it puts straight into the
-//!   workload's namespace (`tap_create_v3` with `host_namespace`), with the end's name, MTU,
-//!   MAC and its first IPv4 and IPv6 address — what `tap_create_v3` itself can set.
-//!   Needs `/dev/vhost-net` on the host.
+//! - KERNEL by **tap**, as NSM's forwarder does it: VPP creates a tap whose Linux side it
+//!   puts straight into the workload's namespace (`tap_create_v3` with `host_namespace`,
+//!   the end's name, MTU and MAC), then the kernel data plane configures that Linux side
+//!   over netlink in full (tag, MTU, up, every address, every route), having checked the
+//!   namespace first; if that fails the tap is deleted. Needs `/dev/vhost-net` on the host.
 //! - KERNEL by **veth + af_packet**: the kernel data plane makes a veth pair, one end in the
 //!   workload's namespace configured in full (addresses, routes), the other in VPP's, and
 //!   VPP attaches to that one with `af_packet_create_v3`. Works on every kernel.
 //! - MEMIF: a socket file VPP listens on (`memif_socket_filename_add_del_v2`) and a memif
-//!   interface in the master role (`memif_create_v2`); the workload connects as slave.
+//!   interface in the master role (`memif_create_v2`); the workload connects as slave. The
+//!   file's folder is made first and the file removed after, as VPP does neither
+//!   ([`super::socket_file`]); VPP's own socket (id 0) is never touched.
 //!
 //! Every interface is tagged with its vWire before anything else is done with it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::HashMap;
 use std::path::Path;
 
-use nsm_domain::vwire::{ConnectionContext, Mechanism, VWireId, parse_cidr};
+use nsm_domain::registry::Payload;
+use nsm_domain::vwire::{ConnectionContext, Mechanism, VWireId};
 use nsm_vpp::api::{
-    AfPacketCreateV3, AfPacketDelete, AfPacketFlags, AfPacketMode, Ip4Prefix, Ip6Prefix,
-    MemifCreateV2, MemifDelete, MemifMode, MemifRole, MemifSocketFilenameAddDelV2, RxMode,
-    SwInterfaceSetRxMode, SwInterfaceTagAddDel, TapCreateV3, TapDeleteV2,
+    AfPacketCreateV3, AfPacketDelete, AfPacketFlags, AfPacketMode, MemifCreateV2, MemifDelete,
+    MemifMode, MemifRole, MemifSocketFilenameAddDelV2, MemifSocketFilenameDump, RxMode,
+    SwInterfaceSetRxMode, SwInterfaceTagAddDel, TapCreateV3, TapDeleteV2, TapFlags,
 };
-use nsm_vpp::client::Client;
+use nsm_vpp::client::{Client, Error as VppError};
 use nsm_vpp::codec::{FixedString, VarString};
 
+use super::socket_file::{self, Removal};
 use super::tag::VppTag;
-use super::{KernelInterface, Log, vpp_error};
+use super::{KernelInterface, Log, vpp_error, xconnect};
 use crate::contract::{DataplaneError, End};
-use crate::kernel::{self, Kernel, NAME_PARAMETER, NETNS_PARAMETER};
+use crate::kernel::{self, Kernel, WorkloadPlan};
 
 pub(crate) const KERNEL: &str = "KERNEL";
 pub(crate) const MEMIF: &str = "MEMIF";
 /// NSM's memif mechanism parameter naming the socket file.
 pub const SOCKETFILE_PARAMETER: &str = "socketfile";
+/// VPP's own memif socket (`/run/vpp/memif.sock`), which every VPP has and no end uses.
+const DEFAULT_MEMIF_SOCKET: u32 = 0;
 
 /// One end, planned.
 #[derive(Debug, Clone)]
@@ -41,17 +48,18 @@ pub(crate) struct EndPlan {
     pub(crate) end: End,
     pub(crate) tag: VppTag,
     pub(crate) kind: EndKind,
+    /// What the vWire carries, which decides how the end is made (see [`super::xconnect`]).
+    pub(crate) payload: Payload,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum EndKind {
     Tap {
+        /// `host_namespace`: the path the end's `inodeURL` names.
         netns_path: String,
-        name: String,
-        mtu: Option<u32>,
-        mac: Option<[u8; 6]>,
-        ip4: Option<(Ipv4Addr, u8)>,
-        ip6: Option<(Ipv6Addr, u8)>,
+        /// The Linux side as the kernel data plane configures it (name, MTU, MAC,
+        /// addresses, routes).
+        workload: Box<WorkloadPlan>,
     },
     AfPacket {
         host_name: String,
@@ -122,6 +130,22 @@ pub(crate) fn default_socket_file(dir: &Path, vwire: VWireId, end: End) -> Strin
 }
 
 impl EndPlan {
+    /// A MEMIF end known by its socket file only (found by its tag, not planned from a
+    /// request): what removing it needs.
+    pub(crate) fn memif(node: &str, vwire: VWireId, end: End, socket_file: String) -> Self {
+        Self {
+            end,
+            tag: VppTag::new(node, vwire, end),
+            kind: EndKind::Memif { socket_file },
+            payload: Payload::Ethernet,
+        }
+    }
+
+    /// The end of a vWire that carries `payload` (planned as ETHERNET until told).
+    pub(crate) fn carrying(self, payload: Payload) -> Self {
+        Self { payload, ..self }
+    }
+
     pub(crate) fn new(
         node: &str,
         vwire: VWireId,
@@ -157,6 +181,7 @@ impl EndPlan {
             end,
             tag: VppTag::new(node, vwire, end),
             kind,
+            payload: Payload::Ethernet,
         })
     }
 }
@@ -175,12 +200,9 @@ fn kernel_end(
             context: Box::new(context.clone()),
         });
     }
-    let url = mechanism.parameters.get(NETNS_PARAMETER).ok_or_else(|| {
-        invalid(format!(
-            "the {end} end's KERNEL mechanism names no {NETNS_PARAMETER}"
-        ))
-    })?;
-    let netns_path = kernel::netns::path_of(url)
+    // Everything the kernel data plane will set is checked now, before VPP is touched.
+    let workload = WorkloadPlan::new(vwire, end, mechanism, context)?;
+    let netns_path = kernel::netns::path_of(&workload.end.netns_url)
         .map_err(|e| invalid(format!("the {end} end: {e}")))?
         .to_string_lossy()
         .into_owned();
@@ -189,61 +211,10 @@ fn kernel_end(
             "the {end} end's namespace path {netns_path} is longer than VPP's 63 bytes"
         )));
     }
-    let name = mechanism
-        .parameters
-        .get(NAME_PARAMETER)
-        .cloned()
-        .unwrap_or_else(|| kernel::default_interface_name(vwire, end));
-    kernel::check_interface_name(&name)
-        .map_err(|e| invalid(format!("the {end} end's name {e}")))?;
-    let ip = &context.ip;
-    let (addresses, routes, mac) = match end {
-        End::Client => (&ip.src_ip_addrs, &ip.src_routes, &context.ethernet.src_mac),
-        End::Endpoint => (&ip.dst_ip_addrs, &ip.dst_routes, &context.ethernet.dst_mac),
-    };
-    if !routes.is_empty() {
-        return Err(invalid(format!(
-            "the {end} end has routes, which a VPP tap cannot carry into its namespace; \
-             run with --vpp-kernel-interface af-packet"
-        )));
-    }
-    let (mut ip4, mut ip6) = (None, None);
-    for text in addresses {
-        let (addr, len) = parse_cidr(text).map_err(|e| invalid(format!("the {end} end: {e}")))?;
-        let taken = match addr {
-            IpAddr::V4(v4) => ip4.replace((v4, len)).is_some(),
-            IpAddr::V6(v6) => ip6.replace((v6, len)).is_some(),
-        };
-        if taken {
-            return Err(invalid(format!(
-                "the {end} end has more than one address of a family, which a VPP tap cannot \
-                 set; run with --vpp-kernel-interface af-packet"
-            )));
-        }
-    }
     Ok(EndKind::Tap {
         netns_path,
-        name,
-        mtu: context.mtu,
-        mac: parse_mac(mac).map_err(|e| invalid(format!("the {end} end's MAC: {e}")))?,
-        ip4,
-        ip6,
+        workload: Box::new(workload),
     })
-}
-
-fn parse_mac(text: &str) -> Result<Option<[u8; 6]>, String> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("{text:?} is not a MAC address"))?;
-    bytes
-        .try_into()
-        .map(Some)
-        .map_err(|_| format!("{text:?} is not a MAC address"))
 }
 
 /// A socket VPP can listen on: an absolute path or an abstract name (`@x`, `abstract:x`),
@@ -272,7 +243,21 @@ pub(crate) async fn make(
 ) -> Result<Made, DataplaneError> {
     let tag = plan.tag.to_string();
     let made = match &plan.kind {
-        EndKind::Tap { .. } => make_tap(client, plan, &tag).await?,
+        EndKind::Tap {
+            netns_path,
+            workload,
+        } => {
+            make_tap(
+                client,
+                kernel,
+                netns_path,
+                workload,
+                plan.payload,
+                &tag,
+                log,
+            )
+            .await?
+        }
         EndKind::AfPacket {
             host_name,
             mechanism,
@@ -283,13 +268,28 @@ pub(crate) async fn make(
                     "veth + af_packet needs the kernel data plane's capabilities".into(),
                 )
             })?;
-            let (work, _host_mac) = kernel
-                .make_host_veth(vwire, plan.end, mechanism, context, host_name)
-                .await?;
-            log.extend(work.operations);
+            // An IP end's workload side resolves no neighbours: VPP wears its MAC (see
+            // `xconnect`). An Ethernet end's VPP interface gets a MAC of VPP's choosing.
+            let workload_mac = match plan.payload {
+                Payload::Ethernet => {
+                    let (work, _host_mac) = kernel
+                        .make_host_veth(vwire, plan.end, mechanism, context, host_name)
+                        .await?;
+                    log.extend(work.operations);
+                    None
+                }
+                Payload::Ip => {
+                    let (work, workload_mac) = kernel
+                        .make_ip_host_veth(vwire, plan.end, mechanism, context, host_name)
+                        .await?;
+                    log.extend(work.operations);
+                    Some(workload_mac)
+                }
+            };
             let create = AfPacketCreateV3 {
                 mode: AfPacketMode::AF_PACKET_API_MODE_ETHERNET,
-                use_random_hw_addr: true,
+                use_random_hw_addr: workload_mac.is_none(),
+                hw_addr: workload_mac.unwrap_or_default(),
                 host_if_name: fixed("af_packet host interface", host_name)?,
                 rx_frame_size: 10240,
                 tx_frame_size: 10240,
@@ -298,7 +298,7 @@ pub(crate) async fn make(
                 flags: AfPacketFlags::AF_PACKET_API_FLAG_VERSION_2,
                 ..AfPacketCreateV3::default()
             };
-            match client.request(&create).await {
+            let made = match client.request(&create).await {
                 Ok(reply) => Made {
                     end: plan.end,
                     sw_if_index: reply.sw_if_index,
@@ -313,9 +313,30 @@ pub(crate) async fn make(
                         .await;
                     return Err(vpp_error(e));
                 }
+            };
+            if let Some(mac) = workload_mac {
+                let addresses = xconnect::workload_addresses(plan.end, plan);
+                let sw_if_index = made.sw_if_index;
+                let neighbours =
+                    xconnect::add_workload_neighbours(client, sw_if_index, mac, &addresses, log);
+                if let Err(e) = neighbours.await {
+                    remove(
+                        client,
+                        Some(kernel),
+                        vwire,
+                        &made,
+                        Some(plan),
+                        &mut Log::default(),
+                    )
+                    .await;
+                    return Err(e);
+                }
             }
+            made
         }
-        EndKind::Memif { socket_file } => make_memif(client, plan.end, socket_file).await?,
+        EndKind::Memif { socket_file } => {
+            make_memif(client, plan.end, socket_file, plan.payload).await?
+        }
     };
     let tagged = SwInterfaceTagAddDel {
         is_add: true,
@@ -341,67 +362,105 @@ pub(crate) async fn make(
     Ok(made)
 }
 
-async fn make_tap(client: &Client, plan: &EndPlan, tag: &str) -> Result<Made, DataplaneError> {
-    let EndKind::Tap {
-        netns_path,
-        name,
-        mtu,
-        mac,
-        ip4,
-        ip6,
-    } = &plan.kind
-    else {
-        unreachable!("make_tap is called for taps");
-    };
+/// The tap, its Linux side checked for before and configured after; on error nothing of it
+/// is left (deleting the tap in VPP removes its Linux side).
+async fn make_tap(
+    client: &Client,
+    kernel: Option<&Kernel>,
+    netns_path: &str,
+    workload: &WorkloadPlan,
+    payload: Payload,
+    tag: &str,
+    log: &mut Log,
+) -> Result<Made, DataplaneError> {
+    let kernel = kernel.ok_or_else(|| {
+        DataplaneError::NotPermitted(
+            "a tap's addresses and routes need the kernel data plane's capabilities".into(),
+        )
+    })?;
+    log.extend(kernel.prepare_workload_end(workload).await?.operations);
+    let end = workload.end.end;
     let mut create = TapCreateV3 {
         host_namespace_set: true,
         host_namespace: fixed("namespace", netns_path)?,
         host_if_name_set: true,
-        host_if_name: fixed("interface name", name)?,
+        host_if_name: fixed("interface name", &workload.end.name)?,
         tag: VarString(tag.to_owned()),
         ..TapCreateV3::default()
     };
-    if let Some(mtu) = mtu {
+    if let Some(mtu) = workload.mtu {
         create.host_mtu_set = true;
-        create.host_mtu_size = *mtu;
+        create.host_mtu_size = mtu;
     }
-    if let Some(mac) = mac {
-        create.host_mac_addr_set = true;
-        create.host_mac_addr = *mac;
-    }
-    if let Some((addr, len)) = ip4 {
-        create.host_ip4_prefix_set = true;
-        create.host_ip4_prefix = Ip4Prefix::new(*addr, *len);
-    }
-    if let Some((addr, len)) = ip6 {
-        create.host_ip6_prefix_set = true;
-        create.host_ip6_prefix = Ip6Prefix::new(*addr, *len);
+    match payload {
+        // A TUN tap for IP packets, as NSM makes it: point to point, no MAC, no ARP.
+        Payload::Ip => create.tap_flags = TapFlags::TAP_API_FLAG_TUN,
+        Payload::Ethernet => {
+            if let Some(mac) = workload.end.mac {
+                create.host_mac_addr_set = true;
+                create.host_mac_addr = mac;
+            }
+        }
     }
     let reply = client.request(&create).await.map_err(vpp_error)?;
     let made = Made {
-        end: plan.end,
+        end,
         sw_if_index: reply.sw_if_index,
         name: format!("tap (sw_if_index {})", reply.sw_if_index),
         kind: MadeKind::Tap,
     };
-    // Adaptive polling, as NSM does: interrupts when idle, polling under load.
-    let rx_mode = SwInterfaceSetRxMode {
-        sw_if_index: reply.sw_if_index,
-        mode: RxMode::RX_MODE_API_ADAPTIVE,
-        ..SwInterfaceSetRxMode::default()
+    let configured = async {
+        // Adaptive polling, as NSM does: interrupts when idle, polling under load.
+        let rx_mode = SwInterfaceSetRxMode {
+            sw_if_index: reply.sw_if_index,
+            mode: RxMode::RX_MODE_API_ADAPTIVE,
+            ..SwInterfaceSetRxMode::default()
+        };
+        client.request(&rx_mode).await.map_err(vpp_error)?;
+        kernel.configure_workload_end(workload).await
     };
-    if let Err(e) = client.request(&rx_mode).await {
-        let _ = client
-            .request(&TapDeleteV2 {
+    match configured.await {
+        Ok(work) => {
+            log.extend(work.operations);
+            Ok(made)
+        }
+        Err(error) => {
+            let delete = TapDeleteV2 {
                 sw_if_index: reply.sw_if_index,
-            })
-            .await;
-        return Err(vpp_error(e));
+            };
+            if let Err(e) = client.request(&delete).await {
+                tracing::warn!(
+                    %end,
+                    sw_if_index = reply.sw_if_index,
+                    error = %e,
+                    "could not delete a tap that could not be set up; reconcile removes it"
+                );
+            }
+            Err(error)
+        }
     }
-    Ok(made)
 }
 
-async fn make_memif(client: &Client, end: End, socket_file: &str) -> Result<Made, DataplaneError> {
+/// A memif in the master role, in IP mode for an IP vWire (no L2 header: the workload's
+/// memif must be in IP mode too), Ethernet mode otherwise.
+async fn make_memif(
+    client: &Client,
+    end: End,
+    socket_file: &str,
+    payload: Payload,
+) -> Result<Made, DataplaneError> {
+    // VPP binds an absolute path as it is: its folder must be there first.
+    socket_file::make_folder(socket_file).map_err(|e| {
+        let reason =
+            format!("cannot make the folder of the {end} end's memif socket {socket_file}: {e}");
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied => DataplaneError::NotPermitted(reason),
+            _ => DataplaneError::Failed {
+                dataplane: super::Vpp::NAME,
+                reason,
+            },
+        }
+    })?;
     let socket = MemifSocketFilenameAddDelV2 {
         is_add: true,
         socket_id: u32::MAX,
@@ -410,7 +469,10 @@ async fn make_memif(client: &Client, end: End, socket_file: &str) -> Result<Made
     let socket_id = client.request(&socket).await.map_err(vpp_error)?.socket_id;
     let create = MemifCreateV2 {
         role: MemifRole::MEMIF_ROLE_API_MASTER,
-        mode: MemifMode::MEMIF_MODE_API_ETHERNET,
+        mode: match payload {
+            Payload::Ethernet => MemifMode::MEMIF_MODE_API_ETHERNET,
+            Payload::Ip => MemifMode::MEMIF_MODE_API_IP,
+        },
         socket_id,
         ..MemifCreateV2::default()
     };
@@ -426,6 +488,58 @@ async fn make_memif(client: &Client, end: End, socket_file: &str) -> Result<Made
             Err(vpp_error(e))
         }
     }
+}
+
+/// Deletes a memif, then its socket id, then the socket file VPP leaves behind (see
+/// [`socket_file`]). Never socket 0: it is VPP's own default, no end of ours is on it, and
+/// VPP refuses to delete it (-73).
+async fn remove_memif(
+    client: &Client,
+    sw_if_index: u32,
+    socket_id: u32,
+    socket_file: Option<&str>,
+    log: &mut Log,
+) -> Result<(), VppError> {
+    let deleted = client.request(&MemifDelete { sw_if_index }).await.map(drop);
+    if socket_id == DEFAULT_MEMIF_SOCKET {
+        return deleted;
+    }
+    match client.request(&remove_socket(socket_id)).await {
+        Ok(_) => {}
+        Err(e) => {
+            // Still in use (-74) by a memif that is not this end's: its file stays too.
+            log.push(format!("could not remove memif socket {socket_id}: {e}"));
+            return deleted;
+        }
+    }
+    let Some(file) = socket_file else {
+        return deleted;
+    };
+    match socket_file::remove_stale(file) {
+        Ok(Removal::Removed) => log.push(format!("removed the memif socket file {file}")),
+        Ok(Removal::Absent) => {}
+        Ok(Removal::Kept) => log.push(format!(
+            "left {file}: it is not a socket, or something listens on it"
+        )),
+        Err(e) => log.push(format!(
+            "could not remove the memif socket file {file}: {e}"
+        )),
+    }
+    deleted
+}
+
+/// The socket files VPP has, by socket id: where an end found by its tag alone was bound.
+pub(crate) async fn memif_socket_files(
+    client: &Client,
+) -> Result<HashMap<u32, String>, DataplaneError> {
+    let listed = client
+        .dump(&MemifSocketFilenameDump {})
+        .await
+        .map_err(vpp_error)?;
+    Ok(listed
+        .into_iter()
+        .map(|s| (s.socket_id, s.socket_filename.as_str().to_owned()))
+        .collect())
 }
 
 fn remove_socket(socket_id: u32) -> MemifSocketFilenameAddDelV2 {
@@ -446,6 +560,8 @@ pub(crate) async fn remove(
     plan: Option<&EndPlan>,
     log: &mut Log,
 ) {
+    // First what VPP would keep past the interface and give to the next one at its index.
+    xconnect::disconnect(client, made, log).await;
     let index = made.sw_if_index;
     let result = match &made.kind {
         MadeKind::Tap => client
@@ -473,16 +589,11 @@ pub(crate) async fn remove(
             deleted
         }
         MadeKind::Memif { socket_id } => {
-            let deleted = client
-                .request(&MemifDelete { sw_if_index: index })
-                .await
-                .map(drop);
-            if let Err(e) = client.request(&remove_socket(*socket_id)).await
-                && !super::is_gone(&e)
-            {
-                log.push(format!("could not remove memif socket {socket_id}: {e}"));
-            }
-            deleted
+            let socket_file = match plan.map(|p| &p.kind) {
+                Some(EndKind::Memif { socket_file }) => Some(socket_file.as_str()),
+                _ => None,
+            };
+            remove_memif(client, index, *socket_id, socket_file, log).await
         }
     };
     match result {

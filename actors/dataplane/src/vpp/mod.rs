@@ -1,13 +1,18 @@
 //! The VPP data plane (`--dataplane vpp`): each vWire is two VPP interfaces, one per end,
-//! cross-connected at L2 in both directions and set up — NSM's forwarder-vpp, driven over
-//! VPP's binary API by [`nsm_vpp`], the way NSM's does through GoVPP.
+//! cross-connected in both directions — at L2 for an ETHERNET payload, at L3 (l3xc) for an
+//! IP one — and set up: NSM's forwarder-vpp, driven over VPP's binary API by [`nsm_vpp`],
+//! the way NSM's does through GoVPP.
 //!
 //! | module | owns |
 //! |---|---|
 //! | `ends` | one end: planning it, making it (tap, veth + af_packet, memif), removing it |
 //! | `connection` | the API session, reconnected with backoff when VPP goes away |
+//! | `reading` | what VPP holds, read back by tags: verify, unplumb by tags, inventory, and the one reading a reconcile pass answers from |
+//! | `liveness` | the probe from the client's end, and faults from VPP's interface events and the host veths' link events |
+//! | `socket_file` | memif socket files on disk: their folder made, stale files removed |
 //! | `tag` | the tag every interface carries: node, vWire, end |
 //! | `vxlan` | VXLAN tunnels, for the remote mechanism |
+//! | `xconnect` | joining the two ends by the payload: L2 cross-connect (ETHERNET) or l3xc (IP), and undoing it |
 //!
 //! What VPP holds is found again by its tags (`sw_interface_dump`), never by remembering
 //! indices across sessions: after VPP restarts, [`Dataplane::lost_state`] changes and the
@@ -16,46 +21,79 @@
 
 mod connection;
 mod ends;
+mod liveness;
+mod reading;
+mod socket_file;
 mod tag;
 mod vxlan;
+mod xconnect;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use nsm_domain::vwire::{DataplaneWork, Mechanism, Plumbing, VWireId};
-use nsm_vpp::api::{
-    IfStatusFlags, SwInterfaceDetails, SwInterfaceDump, SwInterfaceSetFlags,
-    SwInterfaceSetL2Xconnect,
-};
 use nsm_vpp::client::{Client, Config, Error as VppError};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use self::connection::Connection;
 pub use self::ends::SOCKETFILE_PARAMETER;
 use self::ends::{EndPlan, KERNEL, MEMIF, Made, MadeKind};
-use self::tag::{VppTag, node_digest};
+use self::liveness::Faults;
+pub use self::liveness::{KERNEL_EVENT, VPP_EVENT};
+use self::reading::Known;
 pub use self::vxlan::{VXLAN_PORT, Vxlan, VxlanTunnel};
-use crate::contract::{Dataplane, DataplaneError, DataplaneObject, End, PlumbRequest};
+use crate::contract::{
+    Dataplane, DataplaneError, DataplaneObject, End, Fault, Liveness, PlumbRequest,
+};
 use crate::kernel::{Kernel, NAME_PARAMETER};
 
-/// How a KERNEL end is made.
+/// How a KERNEL end is made. Either way its Linux side gets every address and route of the
+/// end, set over netlink by the kernel data plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelInterface {
     /// tap where the host has `/dev/vhost-net`, else veth + af_packet.
     Auto,
+    /// A VPP tap (`tap_create_v3`), its Linux side straight in the workload's namespace.
+    /// VPP's taps are vhost-net devices: refused at start without [`VHOST_NET`].
     Tap,
+    /// A veth pair into the workload's namespace, VPP attached to its other end by
+    /// `af_packet_create_v3`. Works on every kernel.
     AfPacket,
 }
 
+/// The device VPP's taps need: without it `tap_create_v3` fails (`SYSCALL_ERROR_1`, -11).
+pub const VHOST_NET: &str = "/dev/vhost-net";
+
 impl KernelInterface {
-    fn resolve(self) -> Self {
+    /// The way KERNEL ends will be made on a host whose vhost-net device is at `vhost_net`:
+    /// `auto` chosen (and logged, with why); `tap` refused without the device, naming it
+    /// and the way that works instead.
+    fn resolve(self, vhost_net: &std::path::Path) -> Result<Self, DataplaneError> {
+        let present = vhost_net.exists();
+        let device = vhost_net.display();
         match self {
-            Self::Auto if std::path::Path::new("/dev/vhost-net").exists() => Self::Tap,
-            Self::Auto => Self::AfPacket,
-            chosen => chosen,
+            Self::Auto if present => {
+                tracing::info!(
+                    kernel_interface = "tap",
+                    "auto: {device} present: KERNEL ends by VPP tap"
+                );
+                Ok(Self::Tap)
+            }
+            Self::Auto => {
+                tracing::info!(
+                    kernel_interface = "af-packet",
+                    "auto: no {device}: KERNEL ends by veth + af_packet"
+                );
+                Ok(Self::AfPacket)
+            }
+            Self::Tap if !present => Err(DataplaneError::NotPermitted(format!(
+                "--vpp-kernel-interface tap needs {device}, which this host lacks (VPP's taps are \
+                 vhost-net devices: load the vhost_net module), or run with \
+                 --vpp-kernel-interface af-packet (veth + af_packet, which works on every kernel)"
+            ))),
+            chosen => Ok(chosen),
         }
     }
 
@@ -78,6 +116,9 @@ pub struct VppConfig {
     pub request_timeout: Duration,
     /// Where memif sockets go when a mechanism names none.
     pub memif_dir: PathBuf,
+    /// Where this host's vhost-net device is, which `tap` needs and `auto` looks for:
+    /// [`VHOST_NET`]. (Tests against a simulated VPP name a file of their own.)
+    pub vhost_net: PathBuf,
 }
 
 impl VppConfig {
@@ -87,6 +128,7 @@ impl VppConfig {
             kernel_interface: KernelInterface::Auto,
             request_timeout: Duration::from_secs(5),
             memif_dir: PathBuf::from("/run/vpp/nsm"),
+            vhost_net: PathBuf::from(VHOST_NET),
         }
     }
 }
@@ -151,11 +193,15 @@ struct Inner {
     config: VppConfig,
     kernel_interface: KernelInterface,
     connection: Arc<Connection>,
-    /// For veth + af_packet: the host side of KERNEL ends.
+    /// The Linux side of KERNEL ends over netlink (the veth pair of af_packet, the
+    /// configuration of a tap's); started in every mode by [`Vpp::start`].
     kernel: Option<Kernel>,
-    /// What this session made, by vWire; emptied when a new session starts (VPP restarted),
-    /// and filled again from tags when needed.
-    made: Arc<Mutex<HashMap<VWireId, Vec<Made>>>>,
+    /// What this session made, by vWire, and the reading of a reconcile pass in progress
+    /// ([`reading`]); emptied when a new session starts (VPP restarted), and filled again
+    /// from tags when needed.
+    made: Arc<Mutex<Known>>,
+    /// Live vWires found broken by interface events ([`liveness`]).
+    faults: Faults,
 }
 
 /// Maps a client error to the data plane's.
@@ -195,21 +241,24 @@ impl Vpp {
     /// Connects to VPP (refused, naming the socket, if it cannot) and checks that it has
     /// every message the chosen configuration needs.
     pub async fn start(node: &str, config: VppConfig) -> Result<Self, DataplaneError> {
-        let kernel_interface = config.kernel_interface.resolve();
-        let kernel = match kernel_interface {
-            KernelInterface::AfPacket => Some(Kernel::start(node).await.map_err(|e| {
-                DataplaneError::NotPermitted(format!(
-                    "KERNEL ends by veth + af_packet need the kernel's capabilities: {e}"
-                ))
-            })?),
-            _ => None,
-        };
+        let kernel_interface = config.kernel_interface.resolve(&config.vhost_net)?;
+        // Either way the Linux side of a KERNEL end is configured over netlink.
+        let kernel = Some(Kernel::start(node).await.map_err(|e| {
+            DataplaneError::NotPermitted(format!(
+                "KERNEL ends by {} need the kernel's capabilities: {e}",
+                match kernel_interface {
+                    KernelInterface::Tap =>
+                        "VPP tap (their addresses and routes are set over netlink)",
+                    _ => "veth + af_packet",
+                }
+            ))
+        })?);
         let required = match kernel_interface {
             KernelInterface::Tap => WITH_TAP,
             KernelInterface::AfPacket => WITH_AF_PACKET,
             KernelInterface::Auto => CORE,
         };
-        let made: Arc<Mutex<HashMap<VWireId, Vec<Made>>>> = Arc::default();
+        let made: Arc<Mutex<Known>> = Arc::default();
         let forget = Arc::clone(&made);
         let client_config = Config {
             name: format!("nsm-rs {node}").chars().take(63).collect(),
@@ -225,16 +274,17 @@ impl Vpp {
             reason: e.to_string(),
         })?;
         tracing::info!(socket = %config.socket.display(), kernel_interface = kernel_interface.as_str(), "connected to VPP");
-        Ok(Self {
-            inner: Arc::new(Inner {
-                node: node.to_owned(),
-                config,
-                kernel_interface,
-                connection,
-                kernel,
-                made,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            node: node.to_owned(),
+            config,
+            kernel_interface,
+            connection,
+            kernel,
+            made,
+            faults: Faults::new(),
+        });
+        liveness::watch(&inner);
+        Ok(Self { inner })
     }
 
     /// How KERNEL ends are made here (tap or af-packet, `auto` resolved).
@@ -268,40 +318,14 @@ impl Inner {
                 &request.context,
                 self.kernel_interface,
             )
+            .map(|plan| plan.carrying(request.payload))
         };
-        Ok([
+        let plans = [
             plan(End::Client, &request.client)?,
             plan(End::Endpoint, &request.endpoint)?,
-        ])
-    }
-
-    /// Every interface VPP has, as its dump gives them.
-    async fn interfaces(&self, client: &Client) -> Result<Vec<SwInterfaceDetails>, DataplaneError> {
-        let dump = SwInterfaceDump {
-            sw_if_index: u32::MAX,
-            ..SwInterfaceDump::default()
-        };
-        client.dump(&dump).await.map_err(vpp_error)
-    }
-
-    /// This node's tagged interfaces in a dump, with what their tags say.
-    fn ours(&self, interfaces: &[SwInterfaceDetails]) -> Vec<(VppTag, Made)> {
-        let digest = node_digest(&self.node);
-        interfaces
-            .iter()
-            .filter_map(|i| {
-                let tag = VppTag::parse(i.tag.as_str()).filter(|t| t.node == digest)?;
-                let name = i.interface_name.as_str().to_owned();
-                let kind = MadeKind::from_vpp_name(&name, None)?;
-                let made = Made {
-                    end: tag.end,
-                    sw_if_index: i.sw_if_index,
-                    name,
-                    kind,
-                };
-                Some((tag, made))
-            })
-            .collect()
+        ];
+        xconnect::check(request.payload, &plans)?;
+        Ok(plans)
     }
 
     async fn plumb(&self, request: PlumbRequest) -> Result<DataplaneWork, DataplaneError> {
@@ -315,7 +339,9 @@ impl Inner {
             for plan in &plans {
                 made.push(ends::make(&client, kernel, vwire, plan, &mut log).await?);
             }
-            connect_ends(&client, &made, &mut log).await
+            let [a, b] = [&made[0], &made[1]];
+            let ends = [(a, &plans[0]), (b, &plans[1])];
+            xconnect::connect(&client, request.payload, ends, &mut log).await
         }
         .await;
         if let Err(error) = outcome {
@@ -330,124 +356,6 @@ impl Inner {
         Ok(log.work())
     }
 
-    async fn unplumb(
-        &self,
-        vwire: VWireId,
-        plumbing: &Plumbing,
-    ) -> Result<DataplaneWork, DataplaneError> {
-        let client = self.client()?;
-        let remembered = self.made.lock().expect("made lock").remove(&vwire);
-        let made = match remembered {
-            Some(made) => made,
-            None => self
-                .ours(&self.interfaces(&client).await?)
-                .into_iter()
-                .filter(|(tag, _)| tag.vwire == vwire)
-                .map(|(_, made)| made)
-                .collect(),
-        };
-        let mut log = Log::default();
-        if made.is_empty() {
-            log.push(format!("nothing of vWire {vwire} was in VPP"));
-        }
-        for one in &made {
-            let mechanism = match one.end {
-                End::Client => &plumbing.client_mechanism,
-                End::Endpoint => &plumbing.endpoint_mechanism,
-            };
-            let plan = EndPlan::new(
-                &self.node,
-                vwire,
-                one.end,
-                mechanism,
-                &Default::default(),
-                self.kernel_interface,
-            )
-            .ok();
-            ends::remove(
-                &client,
-                self.kernel.as_ref(),
-                vwire,
-                one,
-                plan.as_ref(),
-                &mut log,
-            )
-            .await;
-        }
-        Ok(log.work())
-    }
-
-    async fn verify(&self, request: PlumbRequest) -> Result<Vec<String>, DataplaneError> {
-        let plans = self.plan(&request)?;
-        let client = self.client()?;
-        let interfaces = self.interfaces(&client).await?;
-        let ours = self.ours(&interfaces);
-        let mut missing = Vec::new();
-        let mut found = Vec::new();
-        for plan in &plans {
-            let end = plan.end;
-            match ours
-                .iter()
-                .find(|(tag, _)| tag.vwire == request.vwire && tag.end == end)
-            {
-                None => missing.push(format!("the {end} end's VPP interface is missing")),
-                Some((_, made)) => {
-                    let details = interfaces
-                        .iter()
-                        .find(|i| i.sw_if_index == made.sw_if_index);
-                    let admin_up = IfStatusFlags::IF_STATUS_API_FLAG_ADMIN_UP.0;
-                    let up = details.is_some_and(|d| d.flags.0 & admin_up != 0);
-                    if !up {
-                        missing.push(format!(
-                            "the {end} end's VPP interface {} is down",
-                            made.name
-                        ));
-                    }
-                    found.push(made.clone());
-                }
-            }
-            if let (
-                ends::EndKind::AfPacket {
-                    host_name,
-                    mechanism,
-                    context,
-                },
-                Some(kernel),
-            ) = (&plan.kind, self.kernel.as_ref())
-            {
-                missing.extend(
-                    kernel
-                        .verify_host_veth(request.vwire, end, mechanism, context, host_name)
-                        .await,
-                );
-            }
-        }
-        if missing.is_empty() {
-            self.made
-                .lock()
-                .expect("made lock")
-                .insert(request.vwire, found);
-        }
-        Ok(missing)
-    }
-
-    async fn inventory(&self) -> Result<Vec<DataplaneObject>, DataplaneError> {
-        let client = self.client()?;
-        let mut objects: Vec<DataplaneObject> = self
-            .ours(&self.interfaces(&client).await?)
-            .into_iter()
-            .map(|(tag, made)| DataplaneObject {
-                vwire: Some(tag.vwire),
-                description: format!("VPP interface {} ({} end)", made.name, made.end),
-                locator: format!("vpp:{}:{}:{}", made.sw_if_index, made.end, made.name),
-            })
-            .collect();
-        if let Some(kernel) = &self.kernel {
-            objects.extend(kernel.inventory().await?);
-        }
-        Ok(objects)
-    }
-
     async fn remove(&self, objects: Vec<DataplaneObject>) -> Result<DataplaneWork, DataplaneError> {
         let (in_vpp, in_kernel): (Vec<_>, Vec<_>) = objects
             .into_iter()
@@ -455,13 +363,29 @@ impl Inner {
         let mut log = Log::default();
         if !in_vpp.is_empty() {
             let client = self.client()?;
+            // A memif found by its tag alone: its socket file is known to VPP only.
+            let has_memif = in_vpp.iter().any(|o| o.locator.contains(":memif"));
+            let socket_files = match has_memif {
+                true => ends::memif_socket_files(&client).await.unwrap_or_else(|e| {
+                    log.push(format!("cannot list memif socket files: {e}"));
+                    Default::default()
+                }),
+                false => Default::default(),
+            };
             for object in in_vpp {
                 let Some(made) = parse_locator(&object.locator) else {
                     log.push(format!("cannot read locator {}", object.locator));
                     continue;
                 };
                 let vwire = object.vwire.unwrap_or_else(VWireId::new_random);
-                ends::remove(&client, self.kernel.as_ref(), vwire, &made, None, &mut log).await;
+                let plan = match &made.kind {
+                    MadeKind::Memif { socket_id } => socket_files
+                        .get(socket_id)
+                        .map(|file| EndPlan::memif(&self.node, vwire, made.end, file.clone())),
+                    _ => None,
+                };
+                let kernel = self.kernel.as_ref();
+                ends::remove(&client, kernel, vwire, &made, plan.as_ref(), &mut log).await;
             }
         }
         if let (Some(kernel), false) = (&self.kernel, in_kernel.is_empty()) {
@@ -488,35 +412,6 @@ fn parse_locator(locator: &str) -> Option<Made> {
         name,
         kind,
     })
-}
-
-/// L2 cross-connect in both directions (`sw_interface_set_l2_xconnect` is one-way), then
-/// admin up on both.
-async fn connect_ends(client: &Client, made: &[Made], log: &mut Log) -> Result<(), DataplaneError> {
-    let [a, b] = made else {
-        unreachable!("a vWire has two ends");
-    };
-    for (rx, tx) in [(a, b), (b, a)] {
-        let xconnect = SwInterfaceSetL2Xconnect {
-            rx_sw_if_index: rx.sw_if_index,
-            tx_sw_if_index: tx.sw_if_index,
-            enable: true,
-        };
-        client.request(&xconnect).await.map_err(vpp_error)?;
-    }
-    log.push(format!(
-        "cross-connected {} and {} at L2, both ways",
-        a.name, b.name
-    ));
-    for end in [a, b] {
-        let up = SwInterfaceSetFlags {
-            sw_if_index: end.sw_if_index,
-            flags: IfStatusFlags::IF_STATUS_API_FLAG_ADMIN_UP,
-        };
-        client.request(&up).await.map_err(vpp_error)?;
-    }
-    log.push(format!("set {} and {} up", a.name, b.name));
-    Ok(())
 }
 
 impl Dataplane for Vpp {
@@ -599,5 +494,26 @@ impl Dataplane for Vpp {
 
     fn lost_state(&self) -> Option<watch::Receiver<u64>> {
         Some(self.inner.connection.sessions())
+    }
+
+    fn probe(
+        &self,
+        request: PlumbRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Liveness, DataplaneError>> {
+        Box::pin(liveness::probe(request, timeout))
+    }
+
+    fn faults(&self) -> Option<broadcast::Receiver<Fault>> {
+        Some(self.inner.faults.subscribe())
+    }
+
+    fn begin_pass(&self) -> BoxFuture<'static, Result<(), DataplaneError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.begin_pass().await })
+    }
+
+    fn end_pass(&self) {
+        self.inner.end_pass();
     }
 }

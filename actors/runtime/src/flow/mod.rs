@@ -20,6 +20,7 @@ use nsm_domain::vwire::{
     HopRequest, LifecycleError, Mechanism, Path, Plumbing, Side, Status, VWire, VWireEvent,
     VWireId, decide_all,
 };
+use nsm_domain::registry::Payload;
 use nsm_log::store::Causation;
 
 use crate::error::ActorError;
@@ -112,6 +113,8 @@ struct Accepted {
 struct Selection {
     /// The client's end, completed by the data plane.
     client_mechanism: Mechanism,
+    /// What the service carries, which decides how the data plane joins the ends.
+    payload: Payload,
     /// The endpoints that may serve it, best first.
     candidates: Vec<EndpointRef>,
 }
@@ -154,7 +157,7 @@ impl Flow {
         let answered = self
             .commit_while_asking(state, mesh, &request, &selection)
             .await?;
-        self.plumb_and_establish(state, mesh, selection.client_mechanism, answered)
+        self.plumb_and_establish(state, mesh, selection, answered)
             .await
     }
 
@@ -166,10 +169,12 @@ impl Flow {
         let client_mechanism =
             mesh.forwarder
                 .complete(self.recorder.id, End::Client, client_mechanism);
-        let candidates = mesh
+        let selected = mesh
             .registry
             .select(wanted.service.clone(), wanted.labels.clone())
-            .await?
+            .await?;
+        let candidates = selected
+            .endpoints
             .iter()
             .map(|endpoint| EndpointRef {
                 name: endpoint.spec.name.to_string(),
@@ -178,6 +183,7 @@ impl Flow {
             .collect();
         Ok(Selection {
             client_mechanism,
+            payload: selected.payload,
             candidates,
         })
     }
@@ -203,7 +209,15 @@ impl Flow {
         let asked = &requested;
         let ask = |endpoint: EndpointRef| {
             let preferences = endpoint_preferences(mesh, &selection.client_mechanism);
-            let forwarded = forward(asked, &path, &endpoint, None, preferences, request);
+            let forwarded = forward(
+                asked,
+                &path,
+                &endpoint,
+                None,
+                selection.payload,
+                preferences,
+                request,
+            );
             async move { self.ask(mesh, &endpoint, forwarded, asked).await }
         };
         let mut candidates = selection.candidates.iter().cloned();
@@ -267,9 +281,14 @@ impl Flow {
         &self,
         state: &mut Option<VWire>,
         mesh: &Mesh,
-        client_mechanism: Mechanism,
+        selection: Selection,
         answered: Answered,
     ) -> Result<VWire, ActorError> {
+        let Selection {
+            client_mechanism,
+            payload,
+            ..
+        } = selection;
         let Answered {
             requested,
             endpoint,
@@ -280,6 +299,7 @@ impl Flow {
                 .complete(requested.id, End::Endpoint, accepted.mechanism);
         let plumb = PlumbRequest {
             vwire: requested.id,
+            payload,
             client: client_mechanism.clone(),
             endpoint: accepted.mechanism.clone(),
             context: accepted.context.clone(),
@@ -309,6 +329,7 @@ impl Flow {
             },
             Command::Establish {
                 endpoint: endpoint.clone(),
+                payload,
                 mechanism: client_mechanism,
                 context: accepted.context.clone(),
                 path: accepted.path.clone(),
@@ -370,6 +391,7 @@ impl Flow {
             &path,
             &connection.endpoint,
             Some(&plumbing.endpoint_mechanism),
+            connection.payload,
             preferences,
             &request,
         );
@@ -540,12 +562,15 @@ fn endpoint_preferences(mesh: &Mesh, client: &Mechanism) -> Vec<Mechanism> {
         .collect()
 }
 
-/// The Request this node sends the endpoint: the vWire at this hop (id and path index ours).
+/// The Request this node sends the endpoint: the vWire at this hop (id and path index ours),
+/// with the endpoint's mechanism once it has one and the service's payload (NSM's
+/// `discover` sets it on the connection it forwards).
 fn forward(
     vwire: &VWire,
     path: &Path,
     endpoint: &EndpointRef,
     mechanism: Option<&Mechanism>,
+    payload: Payload,
     preferences: Vec<Mechanism>,
     request: &ConnectRequest,
 ) -> HopRequest {
@@ -558,6 +583,7 @@ fn forward(
             labels: vwire.labels.clone(),
             path: path.clone(),
             endpoint_name: endpoint.name.clone(),
+            payload: Some(payload),
             up: true,
         },
         mechanism_preferences: preferences,

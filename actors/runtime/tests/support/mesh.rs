@@ -26,6 +26,9 @@ use super::{origin, request};
 #[derive(Debug, Default)]
 pub struct ScriptedHop {
     pub down: Mutex<HashSet<String>>,
+    /// The endpoint's mechanism and context, when a test sets them (the default: the
+    /// first mechanism offered, and 10.0.0.1/32 → 10.0.0.2/32).
+    pub answer: Mutex<Option<(nsm_domain::vwire::Mechanism, ConnectionContext)>>,
     pub requests: Mutex<Vec<String>>,
     pub closes: Mutex<Vec<(String, String)>>,
 }
@@ -39,6 +42,7 @@ impl NextHop for ScriptedHop {
     ) -> BoxFuture<'static, Result<HopReply, NextHopError>> {
         self.requests.lock().unwrap().push(url.to_owned());
         let down = self.down.lock().unwrap().contains(url);
+        let answer = self.answer.lock().unwrap().clone();
         Box::pin(async move {
             if down {
                 return Err(NextHopError::status(
@@ -62,8 +66,12 @@ impl NextHop for ScriptedHop {
                 },
                 ..ConnectionContext::default()
             };
+            let (mechanism, context) = answer.unwrap_or_else(|| {
+                let offered = request.mechanism_preferences.first().cloned().unwrap();
+                (offered, context)
+            });
             Ok(HopReply {
-                mechanism: request.mechanism_preferences.first().cloned().unwrap(),
+                mechanism,
                 context,
                 path,
             })

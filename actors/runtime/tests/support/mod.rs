@@ -145,6 +145,7 @@ pub fn establish(now: DateTime<Utc>, lifetime: Duration) -> Command {
             name: "nse-1".into(),
             url: "unix:///run/nse-1.sock".into(),
         },
+        payload: nsm_domain::registry::Payload::Ethernet,
         mechanism: Mechanism::new(MechanismClass::Local, "KERNEL"),
         context: ConnectionContext {
             ip: IpContext {

@@ -14,6 +14,7 @@ use super::model::{
     ConnectionContext, EndpointRef, Labels, Mechanism, Path, ServiceName, SpiffeId,
 };
 use super::state::{Status, VWire};
+use crate::registry::Payload;
 
 /// The longest lifetime a vWire may be given in one step (a refresh extends it again).
 pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
@@ -38,6 +39,8 @@ pub enum Command {
     Request(VWireRequest),
     Establish {
         endpoint: EndpointRef,
+        /// The payload of the vWire's Network Service, as selection found it.
+        payload: Payload,
         mechanism: Mechanism,
         context: ConnectionContext,
         path: Path,
@@ -169,6 +172,7 @@ pub fn decide(
         }
         Command::Establish {
             endpoint,
+            payload,
             mechanism,
             context,
             path,
@@ -184,6 +188,7 @@ pub fn decide(
             VWireEvent::Established(Established {
                 at: now,
                 endpoint: endpoint.clone(),
+                payload: *payload,
                 mechanism: mechanism.clone(),
                 context: context.clone(),
                 path: path.clone(),

@@ -12,6 +12,7 @@ use super::model::{
     ConnectionContext, EndpointRef, Labels, Mechanism, Path, ServiceName, SpiffeId,
 };
 use crate::envelope::{Causation, NewEvent, RecordedEvent};
+use crate::registry::Payload;
 use crate::error::EnvelopeError;
 use crate::upcast::{self, DecodeError};
 
@@ -39,6 +40,12 @@ pub struct Established {
     #[serde(deserialize_with = "crate::timestamp::utc")]
     pub at: DateTime<Utc>,
     pub endpoint: EndpointRef,
+    /// What the vWire carries: its Network Service's payload when it was selected (NSM's
+    /// `Connection.payload`), which decides how the data plane connects the two ends.
+    /// Schema version 1 did not record it; those vWires carried Ethernet, as every vWire
+    /// did then (and as NSM defaults a service to).
+    #[serde(default)]
+    pub payload: Payload,
     /// The mechanism chosen for the client's end.
     pub mechanism: Mechanism,
     #[serde(default)]

@@ -7,6 +7,7 @@ use std::fmt;
 
 use super::model::{ConnectionContext, Labels, Mechanism, Path, ServiceName};
 use super::state::{Status, VWire};
+use crate::registry::Payload;
 
 /// The vWire as this hop describes it to the next (NSM's `connection.Connection`).
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,9 @@ pub struct HopConnection {
     pub path: Path,
     /// The endpoint's name, once one is chosen.
     pub endpoint_name: String,
+    /// What the vWire carries, once its Network Service was selected (NSM's
+    /// `Connection.payload`); `None` says nothing (empty on the wire).
+    pub payload: Option<Payload>,
     /// Whether the vWire is up (established) or down (anything else).
     pub up: bool,
 }
@@ -56,6 +60,7 @@ impl HopConnection {
                 .as_ref()
                 .map(|c| c.endpoint.name.clone())
                 .unwrap_or_default(),
+            payload: vwire.connection.as_ref().map(|c| c.payload),
             up: vwire.status == Status::Established,
         }
     }

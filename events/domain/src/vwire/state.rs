@@ -8,6 +8,7 @@ use super::event::{ClosedBy, DataplanePlumbed, FailureCode, FailureStage, Reques
 use super::model::{
     ConnectionContext, EndpointRef, Labels, Mechanism, Path, ServiceName, SpiffeId, VWireId,
 };
+use crate::registry::Payload;
 
 /// Where a vWire is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,6 +48,10 @@ impl std::fmt::Display for Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     pub endpoint: EndpointRef,
+    /// What the vWire carries (Ethernet frames or IP packets); a state stored before it was
+    /// recorded carried Ethernet.
+    #[serde(default)]
+    pub payload: Payload,
     pub mechanism: Mechanism,
     pub context: ConnectionContext,
     pub established_at: DateTime<Utc>,
@@ -210,6 +215,7 @@ impl VWire {
                 self.status = Status::Established;
                 self.connection = Some(Connection {
                     endpoint: e.endpoint.clone(),
+                    payload: e.payload,
                     mechanism: e.mechanism.clone(),
                     context: e.context.clone(),
                     established_at: e.at,

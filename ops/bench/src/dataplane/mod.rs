@@ -28,6 +28,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use nsm_dataplane::kernel::{self, BareEnd, Kernel, netns, netns::Netns};
 use nsm_dataplane::{Dataplane, PlumbRequest};
+use nsm_domain::registry::Payload;
 use nsm_domain::vwire::{ConnectionContext, IpContext, Mechanism, MechanismClass, Route, VWireId};
 use serde::Serialize;
 
@@ -112,6 +113,7 @@ async fn measure(
 
     let request = PlumbRequest {
         vwire: VWireId::new_random(),
+        payload: Payload::Ethernet,
         client: kernel_end(&vwire_client, "nsm-bench"),
         endpoint: kernel_end(&vwire_endpoint, "nse-bench"),
         context: p2p(VWIRE_ADDRESSES[0], VWIRE_ADDRESSES[1]),

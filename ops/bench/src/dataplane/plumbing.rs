@@ -13,6 +13,7 @@ use futures::StreamExt;
 use nsm_dataplane::kernel::Kernel;
 use nsm_dataplane::kernel::netns::Netns;
 use nsm_dataplane::{Dataplane, DataplaneError, PlumbRequest};
+use nsm_domain::registry::Payload;
 use nsm_domain::vwire::{DataplaneWork, Plumbing, VWireId};
 use tokio::time::Instant;
 
@@ -120,6 +121,7 @@ fn request(client: &Netns, endpoint: &Netns, i: u32) -> PlumbRequest {
     let address = |n: u32| Ipv4Addr::from(u32::from(FIRST_ADDRESS) + n);
     PlumbRequest {
         vwire: VWireId::new_random(),
+        payload: Payload::Ethernet,
         client: kernel_end(client, &format!("nsm-{i}")),
         endpoint: kernel_end(endpoint, &format!("nse-{i}")),
         context: p2p(address(2 * i), address(2 * i + 1)),

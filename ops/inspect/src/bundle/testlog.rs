@@ -205,6 +205,7 @@ fn establish(id: VWireId, now: chrono::DateTime<Utc>) -> Command {
             name: "web-nse".into(),
             url: "tcp://127.0.0.1:6000".into(),
         },
+        payload: Payload::Ip,
         mechanism: Mechanism::new(MechanismClass::Local, "KERNEL"),
         context: ConnectionContext {
             ip: IpContext {

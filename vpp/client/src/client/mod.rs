@@ -3,10 +3,14 @@
 //! many in flight at once on one socket.
 //!
 //! One reader task per connection routes what VPP sends: a message with a context goes to
-//! the request or dump waiting for that context; an event goes to its subscribers. Writes
-//! are whole frames under a lock, so concurrent callers never interleave bytes. Every call
-//! has a timeout, because VPP answers some mistakes with silence (an unknown id, a wrong
-//! client index, a short message).
+//! the request or dump waiting for that context; an event goes to its subscribers. It reads
+//! through a buffer, so a burst of replies costs one read, not two per message. Writes are
+//! whole frames, queued in an outbox and written by whoever holds the socket's write lock:
+//! requests made while a write is under way go out together in the next one. Concurrent
+//! callers never interleave bytes, and VPP, which handles every complete message one read
+//! brings, wakes once per batch rather than once per request. Every call has a timeout,
+//! because VPP answers some mistakes with silence (an unknown id, a wrong client index, a
+//! short message).
 //!
 //! When the socket closes (VPP stopped or restarted) every waiting call fails with
 //! [`Error::Closed`], event streams end, and [`Client::closed`] resolves; the caller
@@ -80,7 +84,9 @@ struct Inner {
     config: Config,
     client_index: u32,
     table: Arc<MessageTable>,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Writer>,
+    /// Frames waiting to be written, in the order their callers queued them.
+    outbox: Mutex<Vec<u8>>,
     pending: Arc<Mutex<HashMap<u32, Waiter>>>,
     next_context: AtomicU32,
     events: reader::EventSender,
@@ -142,7 +148,11 @@ impl Client {
                 config,
                 client_index: reply.index,
                 table,
-                writer: tokio::sync::Mutex::new(write_half),
+                writer: tokio::sync::Mutex::new(Writer {
+                    socket: write_half,
+                    batch: Vec::new(),
+                }),
+                outbox: Mutex::new(Vec::new()),
                 pending,
                 next_context: AtomicU32::new(1),
                 events,
@@ -282,7 +292,7 @@ impl Client {
             index: self.inner.client_index,
         };
         let reply: SockclntDeleteReply = self.request_unchecked(&delete).await?;
-        let _ = self.inner.writer.lock().await.shutdown().await;
+        let _ = self.inner.writer.lock().await.socket.shutdown().await;
         match reply.response {
             1 => Ok(()),
             other => Err(Error::Vpp {
@@ -333,11 +343,29 @@ impl Client {
         self.send_framed(context, frame::framed(&message)).await
     }
 
+    /// Queues `frames` and writes everything queued, unless the writer before us already
+    /// took them along. Frames stay whole and in order: the outbox only ever grows by whole
+    /// frames, and only the holder of the write lock empties it.
     async fn send_framed(&self, context: u32, frames: Vec<u8>) -> Result<(), Error> {
         if let Some(reason) = self.inner.closed.borrow().clone() {
             return Err(Error::Closed { reason });
         }
-        let written = self.inner.writer.lock().await.write_all(&frames).await;
+        self.inner
+            .outbox
+            .lock()
+            .expect("outbox lock")
+            .extend_from_slice(&frames);
+        let mut writer = self.inner.writer.lock().await;
+        let Writer { socket, batch } = &mut *writer;
+        batch.clear();
+        // Swapped, not taken: both buffers keep their capacity, so a steady stream of
+        // requests allocates nothing here.
+        std::mem::swap(batch, &mut *self.inner.outbox.lock().expect("outbox lock"));
+        if batch.is_empty() {
+            // A writer that held the lock while we queued has sent our frames.
+            return Ok(());
+        }
+        let written = socket.write_all(batch).await;
         written.map_err(|e| {
             self.forget(context);
             Error::Closed {
@@ -380,6 +408,13 @@ impl Client {
             .expect("pending lock")
             .remove(&context);
     }
+}
+
+/// The socket's write half, and the buffer the outbox is swapped into for one write.
+#[derive(Debug)]
+struct Writer {
+    socket: OwnedWriteHalf,
+    batch: Vec<u8>,
 }
 
 /// `sockclnt_create` → `sockclnt_create_reply`, before the reader task exists.

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::io::BufReader;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -44,13 +45,18 @@ pub(super) enum Waiter {
     },
 }
 
+/// What one read may take from the socket: many replies' worth, so that a burst of them
+/// (VPP flushes every reply it has made in one write) costs one system call.
+const READ_BUFFER: usize = 64 * 1024;
+
 pub(super) async fn run(
-    mut socket: OwnedReadHalf,
+    socket: OwnedReadHalf,
     table: Arc<MessageTable>,
     pending: Arc<Mutex<HashMap<u32, Waiter>>>,
     events: EventSender,
     closed: watch::Sender<Option<String>>,
 ) {
+    let mut socket = BufReader::with_capacity(READ_BUFFER, socket);
     let reason = loop {
         let bytes = match frame::read_frame(&mut socket).await {
             Ok(bytes) => bytes,

@@ -32,6 +32,7 @@ pub(crate) const WANTED: &[&str] = &[
     "want_interface_events",
     // l2
     "sw_interface_set_l2_xconnect",
+    "l2_xconnect_dump",
     // tapv2
     "tap_create_v3",
     "tap_delete_v2",
@@ -45,6 +46,7 @@ pub(crate) const WANTED: &[&str] = &[
     "memif_create_v2",
     "memif_delete",
     "memif_dump",
+    "memif_socket_filename_dump",
     // vxlan
     "vxlan_add_del_tunnel_v3",
     "vxlan_tunnel_v2_dump",
@@ -52,6 +54,8 @@ pub(crate) const WANTED: &[&str] = &[
     "l3xc_update",
     "l3xc_del",
     "l3xc_dump",
+    // ip_neighbor: the static neighbour an IP vWire's Ethernet end sends to
+    "ip_neighbor_add_del",
 ];
 
 const HEADER_FIELDS: [&str; 3] = ["_vl_msg_id", "client_index", "context"];

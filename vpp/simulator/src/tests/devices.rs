@@ -73,20 +73,43 @@ async fn taps_need_vhost_net_get_tap_n_names_and_refuse_a_taken_host_name() {
         .collect();
     assert_eq!(names, [("tap0", "nsm0"), ("tap1", "nsm1")]);
 
-    assert_eq!(
-        client.call(&TapDeleteV2 { sw_if_index: 0 }).await.retval,
-        -71
-    );
-    assert_eq!(
-        client.call(&TapDeleteV2 { sw_if_index: 9 }).await.retval,
-        -2
-    );
+    for not_a_tap in [0, 9] {
+        let delete = TapDeleteV2 {
+            sw_if_index: not_a_tap,
+        };
+        assert_eq!(client.call(&delete).await.retval, -2, "{not_a_tap}");
+    }
     assert_eq!(client.call(&TapDeleteV2 { sw_if_index: 1 }).await.retval, 0);
     assert_eq!(
         client.call(&tap("nsm3", "")).await.sw_if_index,
-        3,
-        "never reused"
+        1,
+        "a freed index is given again"
     );
+}
+
+#[tokio::test]
+async fn freed_indices_are_given_again_last_freed_first() {
+    let sim = start();
+    let mut client = Raw::connect(&sim).await;
+    let made = [
+        make_af_packet(&mut client, "a").await,
+        make_af_packet(&mut client, "b").await,
+        make_af_packet(&mut client, "c").await,
+    ];
+    assert_eq!(made, [1, 2, 3]);
+    for host in ["a", "c"] {
+        client
+            .call(&AfPacketDelete {
+                host_if_name: text(host),
+            })
+            .await;
+    }
+    let again = [
+        make_af_packet(&mut client, "d").await,
+        make_af_packet(&mut client, "e").await,
+        make_af_packet(&mut client, "f").await,
+    ];
+    assert_eq!(again, [3, 1, 4]);
 }
 
 #[tokio::test]
@@ -152,8 +175,47 @@ async fn memif_needs_its_socket_and_names_itself_after_it() {
         ..Default::default()
     };
     assert_eq!(client.call(&remove).await.retval, -74, "still used");
+    // VPP reports the sizes a connected slave runs with, and 1 and 0 otherwise.
+    let slave_socket = client
+        .call(&MemifSocketFilenameAddDelV2 {
+            socket_filename: "abstract:nsm-2".into(),
+            ..add.clone()
+        })
+        .await;
+    let slave = MemifCreateV2 {
+        role: MemifRole::MEMIF_ROLE_API_SLAVE,
+        ..memif(slave_socket.socket_id, 0)
+    };
+    let slave = client.call(&slave).await.sw_if_index;
+    for up in [made.sw_if_index, slave] {
+        client
+            .call(&SwInterfaceSetFlags {
+                sw_if_index: up,
+                flags: IfStatusFlags::IF_STATUS_API_FLAG_ADMIN_UP,
+            })
+            .await;
+    }
+    let sizes = |listed: &[MemifDetails]| -> Vec<(u32, u32, u16)> {
+        listed
+            .iter()
+            .map(|m| (m.sw_if_index, m.ring_size, m.buffer_size))
+            .collect()
+    };
     let listed = client.dump(&MemifDump {}).await;
-    assert_eq!((listed.len(), listed[0].ring_size), (1, 1024));
+    assert_eq!(
+        sizes(&listed),
+        [(made.sw_if_index, 1, 0), (slave, 1024, 2048)]
+    );
+    sim.set_carrier(slave, false);
+    let listed = client.dump(&MemifDump {}).await;
+    assert_eq!(sizes(&listed), [(made.sw_if_index, 1, 0), (slave, 1, 0)]);
+    client.call(&MemifDelete { sw_if_index: slave }).await;
+    let remove_slave_socket = MemifSocketFilenameAddDelV2 {
+        is_add: false,
+        socket_id: slave_socket.socket_id,
+        ..Default::default()
+    };
+    assert_eq!(client.call(&remove_slave_socket).await.retval, 0);
     let delete = MemifDelete {
         sw_if_index: made.sw_if_index,
     };
@@ -245,6 +307,12 @@ async fn l2_cross_connects_are_one_way_and_go_with_their_interfaces() {
     assert_eq!(sim.xconnects(), vec![(b, a)]);
 
     client.call(&xc(a, b, true)).await;
+    let listed = client.dump(&L2XconnectDump {}).await;
+    let pairs: Vec<(u32, u32)> = listed
+        .iter()
+        .map(|d| (d.rx_sw_if_index, d.tx_sw_if_index))
+        .collect();
+    assert_eq!(pairs, [(a, b), (b, a)]);
     client
         .call(&AfPacketDelete {
             host_if_name: text("b"),
@@ -298,7 +366,66 @@ async fn l3xc_policies_per_interface_and_family() {
             host_if_name: text("b"),
         })
         .await;
-    assert!(sim.l3xc().is_empty(), "its only path went with b");
+    assert_eq!(
+        client.call(&update(false, vec![path.clone()])).await.retval,
+        -54,
+        "no path through a deleted interface"
+    );
+    assert_eq!(sim.l3xc().len(), 1, "VPP keeps a policy whose path is gone");
+    client
+        .call(&AfPacketDelete {
+            host_if_name: text("a"),
+        })
+        .await;
+    let reborn = make_af_packet(&mut client, "c").await;
+    assert_eq!(reborn, a, "the freed index is given again");
+    let inherited = client.dump(&L3xcDump { sw_if_index: a }).await;
+    assert_eq!(inherited.len(), 1, "the new interface inherits a's policy");
+    let del = L3xcDel {
+        sw_if_index: a,
+        is_ip6: false,
+    };
+    assert_eq!(client.call(&del).await.retval, 0);
+    assert!(sim.l3xc().is_empty());
+}
+
+/// Static neighbours as VPP 26.06 keeps them: replaced when added again, -6 when removing
+/// one that is not there, -2 on a missing interface, flushed when their interface goes.
+#[tokio::test]
+async fn static_neighbours_go_with_their_interface() {
+    let sim = start();
+    let mut client = Raw::connect(&sim).await;
+    let a = make_af_packet(&mut client, "a").await;
+    let neighbour = |is_add, sw_if_index, ip: IpAddr| IpNeighborAddDel {
+        is_add,
+        neighbor: IpNeighbor {
+            sw_if_index,
+            flags: IpNeighborFlags(
+                IpNeighborFlags::IP_API_NEIGHBOR_FLAG_STATIC.0
+                    | IpNeighborFlags::IP_API_NEIGHBOR_FLAG_NO_FIB_ENTRY.0,
+            ),
+            mac_address: [2, 0, 0, 0, 0, 1],
+            ip_address: address_of(ip),
+        },
+    };
+    let v4 = IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2));
+    let v6: IpAddr = "fd00::2".parse().unwrap();
+    assert_eq!(client.call(&neighbour(true, a, v4)).await.retval, 0);
+    assert_eq!(client.call(&neighbour(true, a, v4)).await.retval, 0);
+    assert_eq!(client.call(&neighbour(true, a, v6)).await.retval, 0);
+    assert_eq!(client.call(&neighbour(true, 999, v4)).await.retval, -2);
+    assert_eq!(
+        sim.neighbors(),
+        vec![(a, v4, [2, 0, 0, 0, 0, 1]), (a, v6, [2, 0, 0, 0, 0, 1])]
+    );
+    assert_eq!(client.call(&neighbour(false, a, v4)).await.retval, 0);
+    assert_eq!(client.call(&neighbour(false, a, v4)).await.retval, -6);
+    client
+        .call(&AfPacketDelete {
+            host_if_name: text("a"),
+        })
+        .await;
+    assert!(sim.neighbors().is_empty(), "flushed with the interface");
 }
 
 #[tokio::test]
@@ -353,4 +480,89 @@ async fn tags_mtu_and_addresses() {
     assert_eq!(client.call(&address(index, false)).await.retval, 0);
     assert_eq!(client.call(&address(index, false)).await.retval, -60);
     assert_eq!(client.call(&address(42, true)).await.retval, -2);
+}
+
+fn socket_file(filename: &str) -> MemifSocketFilenameAddDelV2 {
+    MemifSocketFilenameAddDelV2 {
+        is_add: true,
+        socket_id: u32::MAX,
+        socket_filename: filename.into(),
+    }
+}
+
+fn master(socket_id: u32) -> MemifCreateV2 {
+    MemifCreateV2 {
+        role: MemifRole::MEMIF_ROLE_API_MASTER,
+        ..memif(socket_id, 0)
+    }
+}
+
+#[tokio::test]
+async fn a_master_memif_listens_on_its_socket_file_and_leaves_it_behind() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = std::env::temp_dir().join(format!("nsm-sim-memif-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("m.sock");
+    let is_socket = |path: &std::path::Path| {
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+    };
+    let sim = start();
+    let mut client = Raw::connect(&sim).await;
+
+    // VPP makes no directory for an absolute path: the bind fails, -14, and the reply names
+    // the index the interface had before it was freed again.
+    let missing = client
+        .call(&socket_file(
+            &dir.join("no/such/dir.sock").to_string_lossy(),
+        ))
+        .await;
+    let failed = client.call(&master(missing.socket_id)).await;
+    assert_eq!((failed.retval, failed.sw_if_index), (-14, 1));
+    assert_eq!(sim.interfaces().len(), 1, "nothing made");
+
+    let socket = client.call(&socket_file(&file.to_string_lossy())).await;
+    assert!(!file.exists(), "adding a socket id binds nothing yet");
+    let first = client.call(&master(socket.socket_id)).await;
+    assert_eq!((first.retval, first.sw_if_index), (0, 1));
+    assert!(is_socket(&file));
+    std::os::unix::net::UnixStream::connect(&file).expect("it listens");
+
+    // The same file under a second socket id: an active listener is there.
+    let twin = client.call(&socket_file(&file.to_string_lossy())).await;
+    let refused = client.call(&master(twin.socket_id)).await;
+    assert_eq!((refused.retval, refused.sw_if_index), (-14, 2));
+
+    // The last memif closes the socket; deleting the id too; the file stays.
+    client
+        .call(&MemifDelete {
+            sw_if_index: first.sw_if_index,
+        })
+        .await;
+    let remove = MemifSocketFilenameAddDelV2 {
+        is_add: false,
+        socket_id: socket.socket_id,
+        ..Default::default()
+    };
+    assert_eq!(client.call(&remove).await.retval, 0);
+    assert!(is_socket(&file), "VPP leaves the file");
+    assert!(std::os::unix::net::UnixStream::connect(&file).is_err());
+
+    // A stale socket file is replaced; a file of another kind is not.
+    let again = client.call(&master(twin.socket_id)).await;
+    assert_eq!(again.retval, 0, "the stale file was replaced");
+    std::fs::write(dir.join("plain"), "x").unwrap();
+    let plain = client
+        .call(&socket_file(&dir.join("plain").to_string_lossy()))
+        .await;
+    assert_eq!(client.call(&master(plain.socket_id)).await.retval, -14);
+    assert_eq!(std::fs::read(dir.join("plain")).unwrap(), b"x");
+
+    let listed = client.dump(&MemifSocketFilenameDump {}).await;
+    let mut ids: Vec<u32> = listed.iter().map(|d| d.socket_id).collect();
+    ids.sort();
+    let mut expected = vec![0, missing.socket_id, twin.socket_id, plain.socket_id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    let _ = std::fs::remove_dir_all(&dir);
 }

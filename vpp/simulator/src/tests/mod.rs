@@ -20,6 +20,7 @@ use super::{Simulator, SimulatorConfig};
 mod devices;
 mod events;
 mod faults;
+mod linux_tap;
 mod protocol;
 
 /// How long a test waits for something that should arrive.
