@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use nsm_proto::connection::Mechanism;
 use nsm_test_support::vpp::VppInstance;
-use nsm_tests::mesh::{Node, first_request, node_with_endpoint};
+use nsm_tests::fake_endpoint::FakeEndpoint;
+use nsm_tests::mesh::{Node, first_request, register};
 use nsm_tests::programs::streams;
 use nsm_vpp::api::{
     IfStatusFlags, MemifCreateV2, MemifRole, MemifSocketFilenameAddDelV2, SwInterfaceDump,
@@ -57,11 +58,6 @@ impl Backend {
         }
     }
 
-    /// Whether memif socket files exist on disk (the simulator binds none).
-    fn binds_memif_sockets(&self) -> bool {
-        matches!(self, Self::Real(_))
-    }
-
     async fn client(&self) -> Client {
         Client::connect(Config::new(self.socket()))
             .await
@@ -86,8 +82,8 @@ impl Backend {
             .collect()
     }
 
-    /// Makes a memif tagged as node-a's client end of `vwire`, as a crashed run leaves it.
-    async fn make_orphan(&self, socket_file: &Path, vwire: &str) {
+    /// Makes a memif tagged as `node`'s client end of `vwire`, as a crashed run leaves it.
+    async fn make_orphan(&self, node: &str, socket_file: &Path, vwire: &str) {
         let client = self.client().await;
         let socket = MemifSocketFilenameAddDelV2 {
             is_add: true,
@@ -104,7 +100,7 @@ impl Backend {
         let tag = SwInterfaceTagAddDel {
             is_add: true,
             sw_if_index,
-            tag: FixedString::new(client_tag(vwire)).unwrap(),
+            tag: FixedString::new(client_tag(node, vwire)).unwrap(),
         };
         client.request(&tag).await.unwrap();
     }
@@ -144,7 +140,9 @@ fn memif_dir(dir: &Path) -> PathBuf {
     dir.join("run/vpp/nsm")
 }
 
-async fn start(dir: &Path, backend: &Backend) -> (Node, nsm_tests::fake_endpoint::FakeEndpoint) {
+/// A node of a name of its own (its sweep must not meet another test's objects), serving
+/// `icmp` by one in-process endpoint.
+async fn start(dir: &Path, backend: &Backend) -> (Node, FakeEndpoint) {
     let socket = backend.socket();
     let memif_dir = memif_dir(dir);
     let flags = [
@@ -158,7 +156,19 @@ async fn start(dir: &Path, backend: &Backend) -> (Node, nsm_tests::fake_endpoint
         "--vpp-memif-dir",
         memif_dir.to_str().unwrap(),
     ];
-    node_with_endpoint(dir, &flags).await
+    let name = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let node = Node::start_in(dir, None, &name, &flags).await;
+    let endpoint = FakeEndpoint::start(dir, "nse-1").await;
+    register(
+        &node,
+        "icmp",
+        "nse-1",
+        &endpoint.url(),
+        &[],
+        chrono::Duration::hours(1),
+    )
+    .await;
+    (node, endpoint)
 }
 
 async fn request(node: &Node, client: &str) -> (nsm_proto::connection::Connection, String) {
@@ -239,9 +249,7 @@ async fn memif_vwire_then_close(dir: &Path, backend: Backend) {
         "the client learns its socket: {}",
         socket.display()
     );
-    if backend.binds_memif_sockets() {
-        assert!(socket.exists(), "VPP listens on {}", socket.display());
-    }
+    assert!(socket.exists(), "VPP listens on {}", socket.display());
     let ends = backend.ours().await;
     assert_eq!(ends.len(), 2, "{ends:?}");
     assert!(
@@ -293,7 +301,9 @@ async fn node_crash(dir: &Path, backend: Backend) {
     let (_, live) = request(&node, "nsc-1").await;
     node.sigkill();
     let orphan = uuid::Uuid::new_v4().to_string();
-    backend.make_orphan(&dir.join("orphan.sock"), &orphan).await;
+    backend
+        .make_orphan(&node.name, &dir.join("orphan.sock"), &orphan)
+        .await;
     assert_eq!(backend.ours().await.len(), 3);
 
     node.start_again().await;
@@ -308,7 +318,7 @@ async fn node_crash(dir: &Path, backend: Backend) {
         "{ours:?}"
     );
     let events = streams(&node.db).await;
-    let removed: Vec<_> = events["dataplane-node-a"]
+    let removed: Vec<_> = events[&format!("dataplane-{}", node.name)]
         .iter()
         .filter(|e| e.event_type == "OrphansRemoved")
         .collect();
@@ -329,10 +339,10 @@ async fn node_crash(dir: &Path, backend: Backend) {
     );
 }
 
-/// The tag node-a gives a vWire's client end (FNV-1a 32 of the node name, as the forwarder
+/// The tag `node` gives a vWire's client end (FNV-1a 32 of the node name, as the forwarder
 /// computes it).
-fn client_tag(vwire: &str) -> String {
-    let digest = "node-a"
+fn client_tag(node: &str, vwire: &str) -> String {
+    let digest = node
         .bytes()
         .fold(0x811c_9dc5u32, |h, b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)

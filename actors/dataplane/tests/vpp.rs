@@ -325,7 +325,7 @@ async fn a_hundred_vwires_plumb_at_once_on_one_api_session(backend: Backend) {
     let requests: Vec<PlumbRequest> = (0..100).map(|_| memif_request(&s.vpp)).collect();
     let plumbed = futures::future::join_all(requests.iter().map(|r| s.vpp.plumb(r.clone()))).await;
     assert!(plumbed.iter().all(Result::is_ok), "{plumbed:?}");
-    assert_eq!(s.api_sessions("nsm-rs node-a"), 1);
+    assert_eq!(s.api_sessions(&format!("nsm-rs {}", s.node)), 1);
     assert_eq!(s.interfaces().await.len(), 200);
     assert_eq!(s.xconnects().await.len(), 200);
     let unplumbed = futures::future::join_all(
@@ -389,23 +389,23 @@ async fn the_orphans_of_a_crashed_forwarder_are_removed_and_nothing_else_is(back
     let Some(s) = Setup::start(backend, "orphans of a crashed forwarder").await else {
         return;
     };
-    // node-a's forwarder made two vWires and crashed; one was closed meanwhile.
-    let crashed = s.data_plane("node-a").await;
+    // This node's forwarder made two vWires and crashed; one was closed meanwhile.
+    let crashed = s.data_plane(&s.node).await;
     let (live, orphan) = (memif_request(&crashed), memif_request(&crashed));
     for request in [&live, &orphan] {
         crashed.plumb(request.clone()).await.unwrap();
     }
     drop(crashed);
-    // A memif of node-a's on VPP's own socket (0), as a hand-made one is.
+    // A memif of this node's on VPP's own socket (0), as a hand-made one is.
     let on_default_socket = VWireId::new_random();
-    make_memif_on_the_default_socket(&s, &node_tag(on_default_socket)).await;
+    make_memif_on_the_default_socket(&s, &node_tag(&s.node, on_default_socket)).await;
     // Another node's vWire on the same VPP, and a memif nobody tagged.
-    let node_b = s.data_plane("node-b").await;
+    let node_b = s.data_plane(&format!("{}-b", s.node)).await;
     let other = memif_request(&node_b);
     node_b.plumb(other.clone()).await.unwrap();
     let untagged = make_untagged_memif(&s).await;
 
-    // node-a's forwarder again (s.vpp started before the crash, knowing nothing of it).
+    // This node's forwarder again (s.vpp started before the crash, knowing nothing of it).
     let objects = s.vpp.inventory().await.unwrap();
     let mut owners: Vec<VWireId> = objects.iter().filter_map(|o| o.vwire).collect();
     owners.sort();
@@ -450,10 +450,10 @@ async fn the_orphans_of_a_crashed_forwarder_are_removed_and_nothing_else_is(back
     );
 }
 
-/// The tag node-a's forwarder gives the client end of `vwire` (its node digest is FNV-1a 32
+/// The tag `node`'s forwarder gives the client end of `vwire` (its node digest is FNV-1a 32
 /// of the name).
-fn node_tag(vwire: VWireId) -> String {
-    let digest = "node-a"
+fn node_tag(node: &str, vwire: VWireId) -> String {
+    let digest = node
         .bytes()
         .fold(0x811c_9dc5u32, |h, b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)

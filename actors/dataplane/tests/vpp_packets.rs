@@ -37,8 +37,12 @@ use self::backend::{Backend, Namespaces, Setup, ip_in};
 
 /// How long two VPPs may take to connect a memif and answer a first ping.
 const FIRST_REPLY_WITHIN: Duration = Duration::from_secs(20);
-/// Echoes sent once the path answers; every one must come back.
+/// Echoes sent once the path answers, 0.2 s apart.
 const ECHOES: u32 = 5;
+/// How many of them may go uncounted: VPP's `ping` counts a reply only while it waits
+/// before its next echo (and briefly after the last), and on a busy two-core machine a
+/// reply is sometimes later than that.
+const LATE_ALLOWED: u32 = 1;
 
 mod memif_to_kernel {
     use super::*;
@@ -197,13 +201,13 @@ impl Workload {
     /// Pings `to` out of interface `from`: (sent, received).
     fn ping(&self, to: &str, from: &str, count: u32) -> (u32, u32) {
         let out = self.vpp.cli_ok(&format!(
-            "ping {to} source {from} repeat {count} interval 0.1"
+            "ping {to} source {from} repeat {count} interval 0.2"
         ));
         sent_received(&out).unwrap_or_else(|| panic!("ping {to} printed no statistics: {out}"))
     }
 
     /// Pings until the path answers (memifs connecting, neighbours resolving), then sends
-    /// [`ECHOES`] that must all come back.
+    /// [`ECHOES`] that must come back (all but [`LATE_ALLOWED`]).
     async fn assert_pings(&self, to: &str, from: &str, what: &str) {
         let began = Instant::now();
         while self.ping(to, from, 1).1 == 0 {
@@ -216,7 +220,11 @@ impl Workload {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let (sent, received) = self.ping(to, from, ECHOES);
-        assert_eq!((sent, received), (ECHOES, ECHOES), "{what}: ping {to}");
+        assert_eq!(sent, ECHOES, "{what}: ping {to}");
+        assert!(
+            received + LATE_ALLOWED >= sent,
+            "{what}: ping {to}: {received} of {sent} echoes answered"
+        );
     }
 }
 

@@ -32,7 +32,10 @@ impl ManagerHandle {
                         tokio::spawn(manager.clone().heal_fault(fault));
                     }
                     Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "data-plane faults missed; probes and reconcile find those vWires");
+                        tracing::warn!(
+                            missed,
+                            "data-plane faults missed; probes and reconcile find those vWires"
+                        );
                     }
                     Err(RecvError::Closed) => return,
                 }

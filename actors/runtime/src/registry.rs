@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use nsm_domain::registry::select::{RoundRobin, candidates};
 use nsm_domain::registry::{
     EndpointEvent, EndpointName, EndpointSpec, EndpointState, NetworkService, Payload,
-    ServiceEvent, ServiceState, expire_endpoint, register_endpoint, register_service, unregister_endpoint,
-    unregister_service,
+    ServiceEvent, ServiceState, expire_endpoint, register_endpoint, register_service,
+    unregister_endpoint, unregister_service,
 };
 use nsm_domain::vwire::{Labels, ServiceName};
 use nsm_log::StoreError;

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use nsm_dataplane::{Dataplane, DataplaneError, DataplaneObject, DryRun, Liveness, PlumbRequest};
+use nsm_domain::registry::Payload;
 use nsm_domain::vwire::{
-    ClosedBy, DataplaneWork, Mechanism, MechanismClass, Plumbing, ServiceName, Status, VWireId,
+    ClosedBy, DataplaneWork, Mechanism, MechanismClass, Plumbing, ServiceName, Status, VWireEvent,
+    VWireId,
 };
 use nsm_log::store::{Causation, EventStore, MemoryStore};
 use nsm_runtime::{ActorError, LivenessConfig};
@@ -154,6 +156,43 @@ fn a_failing_endpoint_is_skipped_for_the_next_candidate() {
             events(&mesh.store, id).await,
             ["Requested", "DataplanePlumbed", "Established"]
         );
+    });
+}
+
+/// The service's payload (IP here) goes to the endpoint with the Request (NSM's `discover`
+/// sets it), to the data plane with the plumbing, into the log with `Established`, and back
+/// out of the fold for reconcile's re-plumbing.
+#[test]
+fn the_services_payload_is_forwarded_plumbed_recorded_and_folded() {
+    run_paused(|| async {
+        let mesh = mesh(MemoryStore::new(), 1, Arc::new(DryRun)).await;
+        let id = VWireId::new_random();
+        let vwire = mesh.request(id).await.unwrap();
+        assert_eq!(*mesh.hop.payloads.lock().unwrap(), [Some(Payload::Ip)]);
+        assert_eq!(vwire.connection.as_ref().unwrap().payload, Payload::Ip);
+        let recorded = mesh.store.read_stream(&id.stream(), 1).await.unwrap();
+        let decoded: Vec<VWireEvent> = recorded
+            .iter()
+            .map(|e| VWireEvent::decode(e).unwrap())
+            .collect();
+        let Some(VWireEvent::DataplanePlumbed(plumbed)) = decoded.get(1) else {
+            panic!("{decoded:?}");
+        };
+        assert!(
+            plumbed
+                .work
+                .operations
+                .iter()
+                .any(|o| o.contains("would carry IP")),
+            "{:?}",
+            plumbed.work.operations
+        );
+        let Some(VWireEvent::Established(established)) = decoded.get(2) else {
+            panic!("{decoded:?}");
+        };
+        assert_eq!(established.payload, Payload::Ip);
+        let replumb = PlumbRequest::for_vwire(&vwire).expect("plumbed");
+        assert_eq!(replumb.payload, Payload::Ip);
     });
 }
 

@@ -187,8 +187,8 @@ mod tests {
         let v1 = r#"{"at":"2026-01-01T00:00:00Z","endpoint":{"name":"nse-1","url":"unix:///nse.sock"},
             "mechanism":{"cls":"LOCAL","type":"KERNEL"},"expires_at":"2026-01-01T00:10:00Z"}"#;
         assert!(is_readable("Established", 1));
-        let VWireEvent::Established(established) = VWireEvent::decode_stored(stored(1, v1))
-            .expect("a v1 Established decodes")
+        let VWireEvent::Established(established) =
+            VWireEvent::decode_stored(stored(1, v1)).expect("a v1 Established decodes")
         else {
             panic!("not an Established");
         };
@@ -208,6 +208,9 @@ mod tests {
         };
         assert_eq!(established.payload, Payload::Ip);
         let newer = VWireEvent::decode_stored(stored(3, v2)).unwrap_err();
-        assert!(matches!(newer, DecodeError::NewerVersion { known: 2, .. }), "{newer}");
+        assert!(
+            matches!(newer, DecodeError::NewerVersion { known: 2, .. }),
+            "{newer}"
+        );
     }
 }

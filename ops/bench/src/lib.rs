@@ -16,6 +16,7 @@ mod ops;
 mod request;
 mod store;
 mod vpp;
+mod vpp_capacity;
 mod workload;
 
 use clap::Subcommand;
@@ -41,6 +42,11 @@ pub enum Bench {
     /// against one bare control_ping round trip. The in-process simulated VPP unless
     /// --vpp-api-socket names a real one.
     Vpp(vpp::VppArgs),
+    /// How many vWires one VPP holds, per kind of end (MEMIF, veth + af_packet), made by the
+    /// VPP data plane until VPP refuses one; checks that a refused vWire leaves nothing
+    /// behind. Needs root and a real VPP (best one of its own: a full stats segment aborts
+    /// VPP); --memif-workload-vpp-api-socket names a second VPP that connects the memifs.
+    VppCapacity(vpp_capacity::VppCapacityArgs),
     /// How long the operator commands take on a big log (1,000,000 events over 100,000
     /// vWires): vwires --at a moment in the middle, show, events --vwire, verify.
     Ops(ops::OpsArgs),
@@ -54,6 +60,7 @@ pub async fn run(which: Bench) -> anyhow::Result<()> {
         Bench::Request(args) => request::run(args).await,
         Bench::Dataplane(args) => dataplane::run(args).await,
         Bench::Vpp(args) => vpp::run(args).await,
+        Bench::VppCapacity(args) => vpp_capacity::run(args).await,
         Bench::Ops(args) => ops::run(args).await,
     }
 }

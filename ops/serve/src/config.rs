@@ -50,6 +50,19 @@ pub struct ServeArgs {
     /// Where VPP's memif sockets go when a MEMIF mechanism names none. Default: /run/vpp/nsm.
     #[arg(long, env = "NSM_VPP_MEMIF_DIR")]
     vpp_memif_dir: Option<PathBuf>,
+    /// Bytes per frame of a veth + af_packet end's rings: the largest frame it carries
+    /// whole, plus 64. A multiple of 16 from 2048 to 67584. Default: 10240 (jumbo frames).
+    #[arg(long, env = "NSM_VPP_AF_PACKET_FRAME_SIZE")]
+    vpp_af_packet_frame_size: Option<u32>,
+    /// Frames in each ring of a veth + af_packet end (1-8192; frame size × frames a
+    /// multiple of 4096). An end locks 2 × frame size × frames of kernel memory. Default: 32.
+    #[arg(long, env = "NSM_VPP_AF_PACKET_FRAMES")]
+    vpp_af_packet_frames: Option<u32>,
+    /// vWires one VPP holds at most; more Requests are refused. VPP aborts when its stats
+    /// segment is full (about 6,000 interfaces with the default `statseg { size 32m }`):
+    /// raise both together. Default: 2000.
+    #[arg(long, env = "NSM_VPP_MAX_VWIRES")]
+    vpp_max_vwires: Option<u32>,
     /// Probe every vWire's datapath this often (ICMP from the client's end); a dead one is
     /// re-plumbed. `off` disables. Default: off.
     #[arg(long, env = "NSM_LIVENESS_INTERVAL")]
@@ -93,6 +106,9 @@ struct ConfigFile {
     vpp_api_socket: Option<PathBuf>,
     vpp_kernel_interface: Option<String>,
     vpp_memif_dir: Option<PathBuf>,
+    vpp_af_packet_frame_size: Option<u32>,
+    vpp_af_packet_frames: Option<u32>,
+    vpp_max_vwires: Option<u32>,
     liveness_interval: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     liveness_timeout: Option<Duration>,
@@ -178,6 +194,9 @@ impl ServeArgs {
             self.vpp_api_socket.is_some() || file.vpp_api_socket.is_some(),
             self.vpp_kernel_interface.is_some() || file.vpp_kernel_interface.is_some(),
             self.vpp_memif_dir.is_some() || file.vpp_memif_dir.is_some(),
+            self.vpp_af_packet_frame_size.is_some() || file.vpp_af_packet_frame_size.is_some(),
+            self.vpp_af_packet_frames.is_some() || file.vpp_af_packet_frames.is_some(),
+            self.vpp_max_vwires.is_some() || file.vpp_max_vwires.is_some(),
         ];
         if let DataplaneKind::Vpp(vpp) = &mut dataplane {
             if let Some(socket) = self.vpp_api_socket.or(file.vpp_api_socket) {
@@ -189,9 +208,28 @@ impl ServeArgs {
             if let Some(dir) = self.vpp_memif_dir.or(file.vpp_memif_dir) {
                 vpp.memif_dir = dir;
             }
+            let ring = &mut vpp.af_packet_ring;
+            if let Some(size) = self
+                .vpp_af_packet_frame_size
+                .or(file.vpp_af_packet_frame_size)
+            {
+                ring.frame_size = size;
+            }
+            if let Some(frames) = self.vpp_af_packet_frames.or(file.vpp_af_packet_frames) {
+                ring.frames = frames;
+            }
+            ring.check().map_err(|e| {
+                anyhow::anyhow!("--vpp-af-packet-frame-size / --vpp-af-packet-frames: {e}")
+            })?;
+            if let Some(max) = self.vpp_max_vwires.or(file.vpp_max_vwires) {
+                if max == 0 {
+                    bail!("--vpp-max-vwires 0: must be at least 1");
+                }
+                vpp.max_vwires = max;
+            }
         } else if vpp_settings.contains(&true) {
             bail!(
-                "--vpp-api-socket, --vpp-kernel-interface and --vpp-memif-dir need --dataplane vpp"
+                "--vpp-api-socket, --vpp-kernel-interface, --vpp-memif-dir, --vpp-af-packet-frame-size, --vpp-af-packet-frames and --vpp-max-vwires need --dataplane vpp"
             );
         }
         let liveness = liveness(
@@ -531,6 +569,54 @@ mod tests {
             vpp.kernel_interface,
             nsm_dataplane::vpp::KernelInterface::Auto
         );
+    }
+
+    #[test]
+    fn vpp_capacity_settings_come_from_flags_or_the_file_and_are_checked() {
+        use nsm_dataplane::vpp::{AfPacketRing, DEFAULT_MAX_VWIRES};
+        let vpp_of = |config: ServeConfig| match config.dataplane {
+            DataplaneKind::Vpp(vpp) => vpp,
+            other => panic!("{other:?}"),
+        };
+        let default = vpp_of(resolve(&["--dataplane", "vpp"]).unwrap());
+        assert_eq!(default.af_packet_ring, AfPacketRing::default());
+        assert_eq!(default.max_vwires, DEFAULT_MAX_VWIRES);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nsm.toml");
+        std::fs::write(
+            &file,
+            "dataplane = \"vpp\"\nvpp_af_packet_frame_size = 2048\nvpp_af_packet_frames = 64\nvpp_max_vwires = 5000\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let from_file = vpp_of(resolve(&["--config", path]).unwrap());
+        let ring = AfPacketRing {
+            frame_size: 2048,
+            frames: 64,
+        };
+        assert_eq!(
+            (from_file.af_packet_ring, from_file.max_vwires),
+            (ring, 5000)
+        );
+        let flagged = resolve(&["--config", path, "--vpp-af-packet-frames", "128"]).unwrap();
+        assert_eq!(vpp_of(flagged).af_packet_ring.frames, 128);
+
+        for (args, expected) in [
+            (
+                &["--vpp-af-packet-frame-size", "2050"][..],
+                "af_packet frame size 2050",
+            ),
+            (&["--vpp-af-packet-frames", "0"][..], "af_packet frames 0"),
+            (&["--vpp-af-packet-frames", "3"][..], "multiple of 4096"),
+            (&["--vpp-max-vwires", "0"][..], "--vpp-max-vwires 0"),
+        ] {
+            let args = [&["--dataplane", "vpp"][..], args].concat();
+            let error = format!("{:#}", resolve(&args).unwrap_err());
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
+        let error = format!("{:#}", resolve(&["--vpp-max-vwires", "10"]).unwrap_err());
+        assert!(error.contains("need --dataplane vpp"), "{error}");
     }
 
     #[test]

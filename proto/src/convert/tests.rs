@@ -352,6 +352,9 @@ fn a_connection_carries_its_payload_once_known() {
         up: false,
     };
     assert_eq!(hop_to_wire(&hop(Some(Payload::Ip))).payload, "IP");
-    assert_eq!(hop_to_wire(&hop(Some(Payload::Ethernet))).payload, "ETHERNET");
+    assert_eq!(
+        hop_to_wire(&hop(Some(Payload::Ethernet))).payload,
+        "ETHERNET"
+    );
     assert_eq!(hop_to_wire(&hop(None)).payload, "");
 }

@@ -27,15 +27,16 @@
 //! VPP's pool gives it.
 //!
 //! Where the reference is silent, the retvals are those of VPP's source (each handler's
-//! comment says which) or what VPP 26.06 was seen to answer. Registration handles are `0x8000_0000 | n` for the n-th
-//! connection since start, never reused, even across restarts, so a closing connection of
-//! an earlier run can never be confused with a new one.
+//! comment says which) or what VPP 26.06 was seen to answer. Registration handles are
+//! `0x8000_0000 | n` for the n-th connection since start, never reused, even across
+//! restarts, so a closing connection of an earlier run can never be confused with a new one.
 //!
 //! Layout: `state` holds the simulated VPP's tables, `table` its message ids; `dispatch`
 //! turns a request into its answer with the handlers in `interface`, `devices` and
-//! `memif`; `world` keeps everything behind one lock and fans events out; `connection`
-//! owns the sockets; `faults` is what tests inject and count. No input panics the
-//! simulator: what VPP would drop is logged with `tracing` and dropped.
+//! `memif`; `linux_tap` makes a tap's Linux side for real when a test asks
+//! ([`SimulatorConfig::linux_taps`]); `world` keeps everything behind one lock and fans
+//! events out; `connection` owns the sockets; `faults` is what tests inject and count. No
+//! input panics the simulator: what VPP would drop is logged with `tracing` and dropped.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

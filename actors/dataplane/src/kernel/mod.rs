@@ -165,6 +165,9 @@ impl Dataplane for Kernel {
         request: PlumbRequest,
     ) -> BoxFuture<'static, Result<DataplaneWork, DataplaneError>> {
         let inner = self.inner.clone();
+        // `request.payload` is not read: a veth pair joins its ends as one link that carries
+        // whatever is sent on it, Ethernet frames and the IP packets in them alike, with ARP
+        // and ND between the two workloads themselves. No payload needs anything else here.
         Box::pin(async move {
             let plan = Self::plan(&request)?;
             plumb::plumb(&inner, &plan).await

@@ -29,6 +29,7 @@ use nsm_vpp::api::{
 use nsm_vpp::client::{Client, Error as VppError};
 use nsm_vpp::codec::{FixedString, VarString};
 
+use super::resources::{self, AfPacketRing, Creating};
 use super::socket_file::{self, Removal};
 use super::tag::VppTag;
 use super::{KernelInterface, Log, vpp_error, xconnect};
@@ -239,6 +240,7 @@ pub(crate) async fn make(
     kernel: Option<&Kernel>,
     vwire: VWireId,
     plan: &EndPlan,
+    ring: AfPacketRing,
     log: &mut Log,
 ) -> Result<Made, DataplaneError> {
     let tag = plan.tag.to_string();
@@ -291,10 +293,11 @@ pub(crate) async fn make(
                 use_random_hw_addr: workload_mac.is_none(),
                 hw_addr: workload_mac.unwrap_or_default(),
                 host_if_name: fixed("af_packet host interface", host_name)?,
-                rx_frame_size: 10240,
-                tx_frame_size: 10240,
-                rx_frames_per_block: 32,
-                tx_frames_per_block: 32,
+                // TPACKET_V2 rings are one block each way: frames per block is the ring.
+                rx_frame_size: ring.frame_size,
+                tx_frame_size: ring.frame_size,
+                rx_frames_per_block: ring.frames,
+                tx_frames_per_block: ring.frames,
                 flags: AfPacketFlags::AF_PACKET_API_FLAG_VERSION_2,
                 ..AfPacketCreateV3::default()
             };
@@ -311,7 +314,8 @@ pub(crate) async fn make(
                     let _ = kernel
                         .remove_host_veth(vwire, plan.end, mechanism, host_name)
                         .await;
-                    return Err(vpp_error(e));
+                    let creating = Creating::AfPacket { host_name, ring };
+                    return Err(resources::refused(e, creating, client.peer_pid()));
                 }
             };
             if let Some(mac) = workload_mac {
@@ -485,7 +489,9 @@ async fn make_memif(
         }),
         Err(e) => {
             let _ = client.request(&remove_socket(socket_id)).await;
-            Err(vpp_error(e))
+            // VPP binds the socket here: a refusal may mean it is out of file descriptors.
+            let creating = Creating::Memif { socket_file };
+            Err(resources::refused(e, creating, client.peer_pid()))
         }
     }
 }

@@ -2,11 +2,11 @@
 //! runtime as on the kernel data plane (a failed probe or a fault is recorded `ProbeFailed`,
 //! then the re-plumb `DataplanePlumbed` and `Healed`):
 //!
-//! - **The probe** ([`Dataplane::probe`]), from the client's end. A KERNEL client end (veth
-//!   + af_packet, or tap) is a real interface in the client's namespace with the client's
-//!   addresses, so the kernel data plane's ICMP echo goes from there to the endpoint's
-//!   addresses, through VPP. A MEMIF client end lives in the workload's own memory: nsm-rs
-//!   cannot send from it, so it is not probed, and relies on the events below.
+//! - **The probe** ([`Dataplane::probe`]), from the client's end. A KERNEL client end (a
+//!   veth with af_packet, or a tap) is a real interface in the client's namespace with the
+//!   client's addresses, so the kernel data plane's ICMP echo goes from there to the
+//!   endpoint's addresses, through VPP. A MEMIF client end lives in the workload's own
+//!   memory: nsm-rs cannot send from it, so it is not probed, and relies on the events below.
 //! - **VPP's interface events** (`want_interface_events`, on every API session): an event
 //!   about an interface of a live vWire that says it was deleted or went down is a fault.
 //! - **The kernel's link events** for the host side of veth + af_packet ends: VPP's
@@ -186,6 +186,14 @@ struct Change {
 }
 
 impl Change {
+    /// Up with its link: a fault of no kind, whoever holds the interface (most events, as
+    /// vWires are made, say this).
+    fn all_up(self) -> bool {
+        let up = IfStatusFlags::IF_STATUS_API_FLAG_ADMIN_UP.0
+            | IfStatusFlags::IF_STATUS_API_FLAG_LINK_UP.0;
+        !self.deleted && self.flags.0 & up == up
+    }
+
     fn suspect(self, kind: &MadeKind) -> bool {
         self.deleted || vpp_problem(kind, Some(self.flags)).is_some()
     }
@@ -287,6 +295,9 @@ impl Inner {
     /// Reports the vWires whose interfaces these changes broke, once VPP confirms it.
     async fn check_vpp_changes(&self, burst: HashMap<u32, Change>) {
         for (sw_if_index, change) in burst {
+            if change.all_up() {
+                continue;
+            }
             let suspects: Vec<(VWireId, Made)> = self
                 .known()
                 .ends_on(sw_if_index)

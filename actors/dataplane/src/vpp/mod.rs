@@ -9,6 +9,7 @@
 //! | `connection` | the API session, reconnected with backoff when VPP goes away |
 //! | `reading` | what VPP holds, read back by tags: verify, unplumb by tags, inventory, and the one reading a reconcile pass answers from |
 //! | `liveness` | the probe from the client's end, and faults from VPP's interface events and the host veths' link events |
+//! | `resources` | what one VPP holds: the af_packet ring per end, the ceiling on vWires, and the error a Request gets when VPP is out of a resource |
 //! | `socket_file` | memif socket files on disk: their folder made, stale files removed |
 //! | `tag` | the tag every interface carries: node, vWire, end |
 //! | `vxlan` | VXLAN tunnels, for the remote mechanism |
@@ -23,6 +24,7 @@ mod connection;
 mod ends;
 mod liveness;
 mod reading;
+mod resources;
 mod socket_file;
 mod tag;
 mod vxlan;
@@ -43,6 +45,10 @@ use self::ends::{EndPlan, KERNEL, MEMIF, Made, MadeKind};
 use self::liveness::Faults;
 pub use self::liveness::{KERNEL_EVENT, VPP_EVENT};
 use self::reading::Known;
+pub use self::resources::{
+    AfPacketRing, DEFAULT_MAX_VWIRES, MAX_FRAME_SIZE, MAX_FRAMES, MIN_FRAME_SIZE, OpenFiles,
+    RingError, open_files,
+};
 pub use self::vxlan::{VXLAN_PORT, Vxlan, VxlanTunnel};
 use crate::contract::{
     Dataplane, DataplaneError, DataplaneObject, End, Fault, Liveness, PlumbRequest,
@@ -119,6 +125,11 @@ pub struct VppConfig {
     /// Where this host's vhost-net device is, which `tap` needs and `auto` looks for:
     /// [`VHOST_NET`]. (Tests against a simulated VPP name a file of their own.)
     pub vhost_net: PathBuf,
+    /// The rings of each veth + af_packet end: locked kernel memory, see [`AfPacketRing`].
+    pub af_packet_ring: AfPacketRing,
+    /// vWires of this node one VPP holds at most; more are refused before VPP's stats
+    /// segment fills up and VPP aborts (see `resources`).
+    pub max_vwires: u32,
 }
 
 impl VppConfig {
@@ -129,6 +140,8 @@ impl VppConfig {
             request_timeout: Duration::from_secs(5),
             memif_dir: PathBuf::from("/run/vpp/nsm"),
             vhost_net: PathBuf::from(VHOST_NET),
+            af_packet_ring: AfPacketRing::default(),
+            max_vwires: DEFAULT_MAX_VWIRES,
         }
     }
 }
@@ -330,14 +343,17 @@ impl Inner {
 
     async fn plumb(&self, request: PlumbRequest) -> Result<DataplaneWork, DataplaneError> {
         let plans = self.plan(&request)?;
+        let vwire = request.vwire;
+        let held = self.made.lock().expect("made lock").held_besides(vwire);
+        resources::check_ceiling(held, self.config.max_vwires)?;
         let client = self.client()?;
         let kernel = self.kernel.as_ref();
-        let vwire = request.vwire;
+        let ring = self.config.af_packet_ring;
         let mut log = Log::default();
         let mut made = Vec::new();
         let outcome = async {
             for plan in &plans {
-                made.push(ends::make(&client, kernel, vwire, plan, &mut log).await?);
+                made.push(ends::make(&client, kernel, vwire, plan, ring, &mut log).await?);
             }
             let [a, b] = [&made[0], &made[1]];
             let ends = [(a, &plans[0]), (b, &plans[1])];

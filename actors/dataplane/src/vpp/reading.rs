@@ -62,6 +62,11 @@ impl Known {
         self.made.insert(vwire, made);
     }
 
+    /// vWires this session holds in VPP besides `vwire` (for the ceiling on vWires).
+    pub(crate) fn held_besides(&self, vwire: VWireId) -> usize {
+        self.made.len() - usize::from(self.made.contains_key(&vwire))
+    }
+
     /// VPP restarted: nothing it held is there any more, and no reading is true.
     pub(crate) fn clear(&mut self) {
         self.made.clear();

@@ -249,13 +249,18 @@ pub(crate) async fn add_workload_neighbours(
 /// deleted: VPP would keep them for the next interface made at its index. Best effort: a
 /// policy that is not there is fine, and what failed is in the log.
 pub(crate) async fn disconnect(client: &Client, made: &Made, log: &mut Log) {
-    let mut deleted = Vec::new();
-    for family in Family::BOTH {
+    let delete = |family: Family| {
         let delete = L3xcDel {
             sw_if_index: made.sw_if_index,
             is_ip6: family.is_ip6(),
         };
-        match client.request(&delete).await {
+        async move { (family, client.request(&delete).await) }
+    };
+    // Both in flight at once: one round trip, for every interface removed.
+    let (ip4, ip6) = futures::join!(delete(Family::Ip4), delete(Family::Ip6));
+    let mut deleted = Vec::new();
+    for (family, outcome) in [ip4, ip6] {
+        match outcome {
             Ok(_) => deleted.push(family),
             Err(VppError::Vpp { retval, .. }) if retval == NO_POLICY => {}
             Err(e) if super::is_gone(&e) => {}
@@ -267,5 +272,95 @@ pub(crate) async fn disconnect(client: &Client, made: &Made, log: &mut Log) {
     }
     if !deleted.is_empty() {
         log.push(format!("deleted the l3xc policies of {}", made.name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use nsm_domain::vwire::{ConnectionContext, Mechanism, MechanismClass, VWireId};
+
+    use super::*;
+    use crate::vpp::KernelInterface;
+    use crate::vpp::ends::MadeKind;
+
+    fn af_packet_end(end: End, context: &ConnectionContext) -> EndPlan {
+        let mut kernel = Mechanism::new(MechanismClass::Local, "KERNEL");
+        kernel
+            .parameters
+            .insert("inodeURL".into(), "file:///run/netns/w".into());
+        let vwire = VWireId::new_random();
+        EndPlan::new(
+            "node-a",
+            vwire,
+            end,
+            &kernel,
+            context,
+            KernelInterface::AfPacket,
+        )
+        .unwrap()
+        .carrying(Payload::Ip)
+    }
+
+    fn made(end: End, sw_if_index: u32) -> Made {
+        Made {
+            end,
+            sw_if_index,
+            name: format!("host-{sw_if_index}"),
+            kind: MadeKind::AfPacket {
+                host_name: format!("{sw_if_index}"),
+            },
+        }
+    }
+
+    #[test]
+    fn an_ip_vwire_sends_to_the_workloads_own_address_of_each_family_it_has() {
+        let mut context = ConnectionContext::default();
+        context.ip.src_ip_addrs = vec!["10.1.0.1/30".into()];
+        context.ip.dst_ip_addrs = vec!["10.1.0.2/30".into(), "fd00::2/64".into()];
+        let client = af_packet_end(End::Client, &context);
+        let endpoint = af_packet_end(End::Endpoint, &context);
+
+        let to_endpoint = path_toward(&made(End::Endpoint, 7), &endpoint, Family::Ip6).unwrap();
+        assert_eq!(to_endpoint.sw_if_index, 7);
+        assert_eq!(to_endpoint.proto, FibPathNhProto::FIB_API_PATH_NH_PROTO_IP6);
+        assert_eq!(
+            Address {
+                af: nsm_vpp::api::AddressFamily::ADDRESS_IP6,
+                un: to_endpoint.nh.address,
+            }
+            .ip(),
+            Some("fd00::2".parse().unwrap())
+        );
+        let to_client = path_toward(&made(End::Client, 8), &client, Family::Ip4).unwrap();
+        assert_eq!(
+            to_client.nh.address.0[..4],
+            Ipv4Addr::new(10, 1, 0, 1).octets()
+        );
+        assert!(
+            path_toward(&made(End::Client, 8), &client, Family::Ip6).is_none(),
+            "the client has no IPv6 address to send to"
+        );
+        assert!(check(Payload::Ip, &[client, endpoint]).is_ok());
+    }
+
+    #[test]
+    fn an_ip_vwire_with_an_ethernet_end_without_an_address_is_refused_before_vpp() {
+        let mut context = ConnectionContext::default();
+        context.ip.dst_ip_addrs = vec!["10.1.0.2/30".into()];
+        let plans = [
+            af_packet_end(End::Client, &context),
+            af_packet_end(End::Endpoint, &context),
+        ];
+        let refused = check(Payload::Ip, &plans).unwrap_err();
+        assert!(
+            matches!(&refused, DataplaneError::InvalidInput(why) if why.contains("the client end")),
+            "{refused}"
+        );
+        assert!(
+            check(Payload::Ethernet, &plans).is_ok(),
+            "L2 needs no address"
+        );
     }
 }

@@ -40,10 +40,14 @@ pub(crate) enum Running {
     Vpp(VppInstance),
 }
 
-/// One test's VPP, its data plane (node `node-a`) and a folder for its files.
+/// One test's VPP, its data plane and a folder for its files. The node's name is the test's
+/// own: tests run at once, and a sweep must find only its own test's objects (the host veths
+/// of af_packet ends live in the one namespace every test shares).
 pub(crate) struct Setup {
     /// The data plane under test.
     pub vpp: Vpp,
+    /// Its node name, unique to this test.
+    pub node: String,
     pub running: Running,
     /// Where memif sockets go when a mechanism names none; not made beforehand, as on a
     /// fresh host (the data plane makes it).
@@ -90,9 +94,11 @@ impl Setup {
             vhost_net,
             ..VppConfig::new(running.api_socket())
         };
-        let vpp = Vpp::start("node-a", config.clone()).await.unwrap();
+        let node = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let vpp = Vpp::start(&node, config.clone()).await.unwrap();
         Some(Self {
             vpp,
+            node,
             memif_dir: config.memif_dir.clone(),
             running,
             config,

@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use chrono::{DateTime, Utc};
+use nsm_domain::registry::Payload;
 use nsm_domain::vwire::{
     Command, ConnectionContext, EndpointRef, FailureCode, FailureStage, HopConnection, HopReply,
     HopRequest, LifecycleError, Mechanism, Path, Plumbing, Side, Status, VWire, VWireEvent,
     VWireId, decide_all,
 };
-use nsm_domain::registry::Payload;
 use nsm_log::store::Causation;
 
 use crate::error::ActorError;

@@ -30,6 +30,8 @@ pub struct ScriptedHop {
     /// first mechanism offered, and 10.0.0.1/32 → 10.0.0.2/32).
     pub answer: Mutex<Option<(nsm_domain::vwire::Mechanism, ConnectionContext)>>,
     pub requests: Mutex<Vec<String>>,
+    /// The payload each forwarded Request carried, in order.
+    pub payloads: Mutex<Vec<Option<Payload>>>,
     pub closes: Mutex<Vec<(String, String)>>,
 }
 
@@ -41,6 +43,8 @@ impl NextHop for ScriptedHop {
         _: Duration,
     ) -> BoxFuture<'static, Result<HopReply, NextHopError>> {
         self.requests.lock().unwrap().push(url.to_owned());
+        let payload = request.connection.payload;
+        self.payloads.lock().unwrap().push(payload);
         let down = self.down.lock().unwrap().contains(url);
         let answer = self.answer.lock().unwrap().clone();
         Box::pin(async move {

@@ -12,8 +12,8 @@ use super::model::{
     ConnectionContext, EndpointRef, Labels, Mechanism, Path, ServiceName, SpiffeId,
 };
 use crate::envelope::{Causation, NewEvent, RecordedEvent};
-use crate::registry::Payload;
 use crate::error::EnvelopeError;
+use crate::registry::Payload;
 use crate::upcast::{self, DecodeError};
 
 /// A client asked for a vWire.

@@ -180,14 +180,15 @@ async fn measure(
     })
 }
 
-/// The bench's named namespaces, removed (with every link in them) when dropped.
-struct Namespaces {
+/// The bench's named namespaces, removed (with every link in them) when dropped. Also
+/// `nsm bench vpp-capacity`'s.
+pub(crate) struct Namespaces {
     tag: String,
     names: Vec<String>,
 }
 
 impl Namespaces {
-    fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         Self {
             tag: tag.to_owned(),
             names: Vec::new(),
@@ -195,7 +196,7 @@ impl Namespaces {
     }
 
     /// A client namespace `nsmbench-<tag>-<kind>c` and an endpoint one `..-<kind>e`.
-    async fn make_pair(&mut self, kind: &str) -> anyhow::Result<[Netns; 2]> {
+    pub(crate) async fn make_pair(&mut self, kind: &str) -> anyhow::Result<[Netns; 2]> {
         let client = self.make(&format!("{kind}c")).await?;
         let endpoint = self.make(&format!("{kind}e")).await?;
         Ok([client, endpoint])
@@ -240,7 +241,7 @@ async fn sweep(kernel: &Kernel) {
 }
 
 /// A LOCAL/KERNEL mechanism: interface `name` in `netns`.
-fn kernel_end(netns: &Netns, name: &str) -> Mechanism {
+pub(crate) fn kernel_end(netns: &Netns, name: &str) -> Mechanism {
     Mechanism {
         cls: MechanismClass::Local,
         mechanism_type: "KERNEL".into(),
@@ -252,7 +253,7 @@ fn kernel_end(netns: &Netns, name: &str) -> Mechanism {
 }
 
 /// A point-to-point context: a /32 on each end and a route on the link to the other's.
-fn p2p(client: Ipv4Addr, endpoint: Ipv4Addr) -> ConnectionContext {
+pub(crate) fn p2p(client: Ipv4Addr, endpoint: Ipv4Addr) -> ConnectionContext {
     let host = |a: Ipv4Addr| format!("{a}/32");
     let on_link = |a: Ipv4Addr| Route {
         prefix: host(a),

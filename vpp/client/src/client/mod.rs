@@ -83,6 +83,8 @@ pub struct Client {
 struct Inner {
     config: Config,
     client_index: u32,
+    /// The process at the other end of the socket, as the kernel says (`SO_PEERCRED`).
+    peer_pid: Option<u32>,
     table: Arc<MessageTable>,
     writer: tokio::sync::Mutex<Writer>,
     /// Frames waiting to be written, in the order their callers queued them.
@@ -117,6 +119,11 @@ impl Client {
                 path: config.socket.clone(),
                 cause: source,
             })?;
+        let peer_pid = stream
+            .peer_cred()
+            .ok()
+            .and_then(|cred| cred.pid())
+            .and_then(|pid| u32::try_from(pid).ok());
         let (mut read_half, mut write_half) = stream.into_split();
         let reply = tokio::time::timeout(
             timeout,
@@ -147,6 +154,7 @@ impl Client {
             inner: Arc::new(Inner {
                 config,
                 client_index: reply.index,
+                peer_pid,
                 table,
                 writer: tokio::sync::Mutex::new(Writer {
                     socket: write_half,
@@ -170,6 +178,12 @@ impl Client {
     /// VPP's handle for this client (the `client_index` of every request).
     pub fn client_index(&self) -> u32 {
         self.inner.client_index
+    }
+
+    /// VPP's process id, when the kernel tells it (a socket on this host): for diagnosing
+    /// what VPP ran out of, from `/proc/<pid>`.
+    pub fn peer_pid(&self) -> Option<u32> {
+        self.inner.peer_pid
     }
 
     /// Fails with [`Error::Missing`] unless VPP has every one of `messages` (by name), for
