@@ -44,6 +44,8 @@ vxlan_add_del_tunnel_v3 vxlan_add_del_tunnel_v3_reply vxlan_tunnel_v2_dump
 vxlan_tunnel_v2_details add_node_next add_node_next_reply
 l3xc_update l3xc_update_reply l3xc_del l3xc_del_reply l3xc_dump l3xc_details
 ip_neighbor_add_del ip_neighbor_add_del_reply
+l2_xconnect_dump l2_xconnect_details
+memif_socket_filename_dump memif_socket_filename_details
 """.split()
 
 PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
