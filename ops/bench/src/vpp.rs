@@ -21,12 +21,18 @@
 //! 3. **control_ping**: a bare `control_ping` round trip, one at a time, 200 warm-up then
 //!    2000 measured: `control_ping_us`, the median, in microseconds. This is the floor: a
 //!    cross-connect cannot take less than six of these serially.
+//! 4. **where the time goes**: after the rounds, each request of a cross-connect on its
+//!    own, `--in-flight` at a time, 1000 of each kind (and 2000 `memif_create_v2`, then as
+//!    many `memif_delete`): `request_us`, the wall time per request of each kind. With
+//!    requests in flight VPP's main thread is the bottleneck, so this is what one request
+//!    costs VPP; a cross-connect's six cost their sum.
 //!
 //! The target is the in-process simulator (`nsm_vpp_simulator`, its socket in a temporary
 //! folder) unless `--vpp-api-socket` names a real VPP's API socket (`"target": "vpp"`).
 //! Rates and `control_ping_us` are the median over `--rounds`; latency quantiles are over
 //! the samples of every round.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -34,8 +40,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use futures::StreamExt;
 use nsm_vpp::api::{
-    IfStatusFlags, MemifCreateV2, MemifDelete, MemifDump, MemifMode, MemifRole,
+    ControlPing, IfStatusFlags, MemifCreateV2, MemifDelete, MemifDump, MemifMode, MemifRole,
     SwInterfaceSetFlags, SwInterfaceSetL2Xconnect,
 };
 use nsm_vpp::client::{Client, Config, Error};
@@ -93,6 +100,8 @@ struct VppReport {
     max_xconnect_ms: f64,
     deletes_per_s: f64,
     control_ping_us: f64,
+    /// Microseconds of VPP per request, by message, with `in_flight` in flight.
+    request_us: BTreeMap<&'static str, f64>,
     in_flight: u32,
     xconnects: u64,
     rounds: u32,
@@ -171,6 +180,7 @@ async fn measure(
             latencies: measured.latencies,
         });
     }
+    let request_us = cost_per_request(client, &ids, in_flight).await?;
     let used = FIRST_MEMIF_ID..ids.load(Ordering::Relaxed);
     check_nothing_left(client, used, simulator).await?;
 
@@ -189,6 +199,7 @@ async fn measure(
         max_xconnect_ms: round3(quantile_ms(&latencies, 1.0)),
         deletes_per_s: median(&mut delete_rates).round(),
         control_ping_us: round3(median(&mut pings)),
+        request_us,
         in_flight: args.in_flight,
         xconnects: args.xconnects,
         rounds: args.rounds,
@@ -364,6 +375,88 @@ async fn teardown(
         Some(error) => Err(error),
         None => Ok(elapsed),
     }
+}
+
+/// Cross-connects' worth of requests timed one kind at a time, for [`cost_per_request`].
+const COSTED_XCONNECTS: usize = 1000;
+
+/// Wall microseconds per request of each kind of a cross-connect, `in_flight` at a time:
+/// 2 × [`COSTED_XCONNECTS`] memifs made, cross-connected in pairs both ways, set up, then
+/// deleted; and as many `control_ping`s as cross-connects, for the floor.
+async fn cost_per_request(
+    client: &Client,
+    ids: &AtomicU32,
+    in_flight: usize,
+) -> anyhow::Result<BTreeMap<&'static str, f64>> {
+    let mut costs = BTreeMap::new();
+    let ping = timed(COSTED_XCONNECTS, in_flight, |_| async {
+        client.ping().await.context("control_ping").map(drop)
+    });
+    costs.insert(ControlPing::NAME, ping.await?);
+    let first = ids.fetch_add(2 * COSTED_XCONNECTS as u32, Ordering::Relaxed);
+    let made = Arc::new(std::sync::Mutex::new(vec![0; 2 * COSTED_XCONNECTS]));
+    let create = timed(2 * COSTED_XCONNECTS, in_flight, |i| {
+        let made = Arc::clone(&made);
+        async move {
+            let sw_if_index = create_memif(client, first + i as u32).await?;
+            made.lock().expect("made lock")[i] = sw_if_index;
+            Ok(())
+        }
+    });
+    let created = create.await;
+    let made = std::mem::take(&mut *made.lock().expect("made lock"));
+    let made: Vec<u32> = made.into_iter().filter(|&index| index != 0).collect();
+    let outcome = async {
+        costs.insert(MemifCreateV2::NAME, created?);
+        let made = &made;
+        let xconnect = timed(2 * COSTED_XCONNECTS, in_flight, |i| async move {
+            let request = SwInterfaceSetL2Xconnect {
+                rx_sw_if_index: made[i],
+                tx_sw_if_index: made[i ^ 1],
+                enable: true,
+            };
+            client
+                .request(&request)
+                .await
+                .map(drop)
+                .context("cross-connecting")
+        });
+        costs.insert(SwInterfaceSetL2Xconnect::NAME, xconnect.await?);
+        let up = timed(2 * COSTED_XCONNECTS, in_flight, |i| async move {
+            let request = SwInterfaceSetFlags {
+                sw_if_index: made[i],
+                flags: IfStatusFlags::IF_STATUS_API_FLAG_ADMIN_UP,
+            };
+            client.request(&request).await.map(drop).context("admin up")
+        });
+        costs.insert(SwInterfaceSetFlags::NAME, up.await?);
+        anyhow::Ok(())
+    }
+    .await;
+    let began = Instant::now();
+    let deleted = teardown(client, made.clone(), in_flight).await;
+    let per_delete = began.elapsed().as_secs_f64() * 1e6 / made.len().max(1) as f64;
+    outcome?;
+    deleted?;
+    costs.insert(MemifDelete::NAME, round3(per_delete));
+    Ok(costs)
+}
+
+/// Runs `operation(0..count)`, `in_flight` at a time, every one to its end; wall
+/// microseconds per operation, or the first error.
+async fn timed<F, Fut>(count: usize, in_flight: usize, operation: F) -> anyhow::Result<f64>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let began = Instant::now();
+    let outcomes: Vec<anyhow::Result<()>> = futures::stream::iter((0..count).map(operation))
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    let elapsed = began.elapsed();
+    outcomes.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(round3(elapsed.as_secs_f64() * 1e6 / count as f64))
 }
 
 /// The median of serial control_ping round trips, in microseconds.

@@ -268,7 +268,7 @@ impl KindBench<'_> {
                     }
                 }
             }
-            if self.workload.is_some() && !self.observer.is_closed() {
+            if self.measures_connected() && !self.observer.is_closed() {
                 let down = self.wait_connected(&held).await?;
                 if down > 0 && stopped_by.is_none() {
                     stopped_by = Some(format!(
@@ -280,9 +280,9 @@ impl KindBench<'_> {
             }
         }
         let vpp_went_away = self.observer.is_closed();
-        let vwires = match (self.workload, vpp_went_away) {
-            (Some(_), false) => held.len() - self.down_vwires(&held).await?.len(),
-            _ => held.len(),
+        let vwires = match self.measures_connected() && !vpp_went_away {
+            true => held.len() - self.down_vwires(&held).await?.len(),
+            false => held.len(),
         };
         let vpp_open_files = self
             .observer
@@ -307,6 +307,11 @@ impl KindBench<'_> {
             self.teardown(&vpp, held).await?;
         }
         Ok(report)
+    }
+
+    /// Whether ends count once connected: memif ends with a workload VPP.
+    fn measures_connected(&self) -> bool {
+        self.kind == Kind::Memif && self.workload.is_some()
     }
 
     /// Plumbs vWire `i` and, with a workload VPP, connects its ends' workloads.

@@ -22,9 +22,10 @@ use std::path::Path;
 use nsm_domain::registry::Payload;
 use nsm_domain::vwire::{ConnectionContext, Mechanism, VWireId};
 use nsm_vpp::api::{
-    AfPacketCreateV3, AfPacketDelete, AfPacketFlags, AfPacketMode, MemifCreateV2, MemifDelete,
-    MemifMode, MemifRole, MemifSocketFilenameAddDelV2, MemifSocketFilenameDump, RxMode,
-    SwInterfaceSetRxMode, SwInterfaceTagAddDel, TapCreateV3, TapDeleteV2, TapFlags,
+    AfPacketCreateV3, AfPacketDelete, AfPacketFlags, AfPacketMode, IfStatusFlags, MemifCreateV2,
+    MemifDelete, MemifMode, MemifRole, MemifSocketFilenameAddDelV2, MemifSocketFilenameDump,
+    RxMode, SwInterfaceSetFlags, SwInterfaceSetRxMode, SwInterfaceTagAddDel, TapCreateV3,
+    TapDeleteV2, TapFlags,
 };
 use nsm_vpp::client::{Client, Error as VppError};
 use nsm_vpp::codec::{FixedString, VarString};
@@ -318,6 +319,19 @@ pub(crate) async fn make(
                     return Err(resources::refused(e, creating, client.peer_pid()));
                 }
             };
+            // Up at once: the host side is up already, and frames its workload sends into
+            // the ring of an af_packet interface VPP made but never set up wake VPP's
+            // af-packet-input without being taken, so VPP's main thread spins (and
+            // answers its API late) for as long as the end waits for the rest of the vWire.
+            let up = SwInterfaceSetFlags {
+                sw_if_index: made.sw_if_index,
+                flags: IfStatusFlags::IF_STATUS_API_FLAG_ADMIN_UP,
+            };
+            if let Err(e) = client.request(&up).await {
+                let undo = &mut Log::default();
+                remove(client, Some(kernel), vwire, &made, Some(plan), undo).await;
+                return Err(vpp_error(e));
+            }
             if let Some(mac) = workload_mac {
                 let addresses = xconnect::workload_addresses(plan.end, plan);
                 let sw_if_index = made.sw_if_index;
