@@ -24,7 +24,9 @@
 //! The data plane's own ceiling (`--vpp-max-vwires`) is lifted for the bench: it measures
 //! VPP. Beware: VPP aborts when its stats segment is full (about 6,000 interfaces with the
 //! default `statseg { size 32m }`), so a `--max-vwires` above 3,000 may end the measured
-//! VPP; run the bench against a VPP of its own (the report says `vpp_went_away`). Needs
+//! VPP; run the bench against a VPP of its own. When VPP is gone or stops answering its
+//! API, the count so far is reported with `vpp_answers: false` and nothing is torn down
+//! (the bench's namespaces go, and the veth pairs in them with them). Needs
 //! root (namespaces, veth pairs) and a real VPP: the simulator holds no resources.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -126,13 +128,15 @@ struct KindReport {
     vwires: u32,
     /// Why the count ended: the refused Request's error, or the `--max-vwires` cap.
     stopped_by: String,
-    /// Objects of refused vWires left in VPP or on the host (nothing half-made: 0).
-    half_made_left: usize,
+    /// Objects of refused vWires left in VPP or on the host (nothing half-made: 0); none
+    /// when VPP no longer answers.
+    half_made_left: Option<usize>,
     plumbed_per_s: f64,
     /// VPP's open file descriptors when the count ended, if they can be read.
     vpp_open_files: Option<u64>,
-    /// VPP's API connection was gone when the count ended (VPP aborted).
-    vpp_went_away: bool,
+    /// Whether VPP still answered its API when the count ended (not: it aborted, or its
+    /// main thread is stuck).
+    vpp_answers: bool,
 }
 
 pub(crate) async fn run(args: VppCapacityArgs) -> anyhow::Result<()> {
@@ -174,9 +178,9 @@ pub(crate) async fn run(args: VppCapacityArgs) -> anyhow::Result<()> {
             report = bench.run(&mut spaces) => report?,
             _ = tokio::signal::ctrl_c() => bail!("interrupted"),
         };
-        let gone = measured.vpp_went_away;
+        let answers = measured.vpp_answers;
         kinds.push(measured);
-        if gone {
+        if !answers {
             break;
         }
     }
@@ -279,20 +283,26 @@ impl KindBench<'_> {
                 }
             }
         }
-        let vpp_went_away = self.observer.is_closed();
-        let vwires = match self.measures_connected() && !vpp_went_away {
-            true => held.len() - self.down_vwires(&held).await?.len(),
-            false => held.len(),
-        };
         let vpp_open_files = self
             .observer
             .peer_pid()
             .and_then(open_files)
             .map(|f| f.open);
-        let stopped_by = stopped_by.unwrap_or_else(|| format!("--max-vwires {max}"));
-        let half_made_left = match vpp_went_away {
-            true => 0,
-            false => self.half_made(&vpp, &held).await?,
+        let mut stopped_by = stopped_by.unwrap_or_else(|| format!("--max-vwires {max}"));
+        // Every reading below fails alike when VPP is gone or stuck: the first says so.
+        let reading = async {
+            let down = match self.measures_connected() {
+                true => self.down_vwires(&held).await?.len(),
+                false => 0,
+            };
+            anyhow::Ok((down, self.half_made(&vpp, &held).await?))
+        };
+        let (vwires, half_made_left, vpp_answers) = match reading.await {
+            Ok((down, half_made)) => (held.len() - down, Some(half_made), true),
+            Err(error) => {
+                stopped_by = format!("{stopped_by}; then VPP did not answer: {error:#}");
+                (held.len(), None, false)
+            }
         };
         let report = KindReport {
             kind: self.kind.as_str(),
@@ -301,9 +311,9 @@ impl KindBench<'_> {
             half_made_left,
             plumbed_per_s: round3(held.len() as f64 / plumbing.as_secs_f64().max(1e-9)).round(),
             vpp_open_files,
-            vpp_went_away,
+            vpp_answers,
         };
-        if !vpp_went_away {
+        if vpp_answers {
             self.teardown(&vpp, held).await?;
         }
         Ok(report)
