@@ -309,7 +309,7 @@ impl KindBench<'_> {
             vwires: vwires as u32,
             stopped_by,
             half_made_left,
-            plumbed_per_s: round3(held.len() as f64 / plumbing.as_secs_f64().max(1e-9)).round(),
+            plumbed_per_s: round3(held.len() as f64 / plumbing.as_secs_f64().max(1e-9)),
             vpp_open_files,
             vpp_answers,
         };

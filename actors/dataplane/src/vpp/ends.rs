@@ -319,10 +319,10 @@ pub(crate) async fn make(
                     return Err(resources::refused(e, creating, client.peer_pid()));
                 }
             };
-            // Up at once: the host side is up already, and frames its workload sends into
-            // the ring of an af_packet interface VPP made but never set up wake VPP's
-            // af-packet-input without being taken, so VPP's main thread spins (and
-            // answers its API late) for as long as the end waits for the rest of the vWire.
+            // Up at once: the host side is up already, and VPP reads no af_packet ring of
+            // an interface that is down, while the kernel keeps the ring readable for it;
+            // so VPP's main thread spins in epoll (and answers its API late, or not at all)
+            // for as long as the end waits for the rest of the vWire.
             let up = SwInterfaceSetFlags {
                 sw_if_index: made.sw_if_index,
                 flags: IfStatusFlags::IF_STATUS_API_FLAG_ADMIN_UP,

@@ -144,9 +144,12 @@ pub(crate) enum Creating<'a> {
 /// VPP's `VNET_API_ERROR_SYSCALL_ERROR_4`: memif's answer when it cannot bind its socket.
 const SYSCALL_ERROR_4: i32 = -14;
 
-/// File descriptors an end takes in VPP once its workload is connected.
+/// File descriptors VPP needs free to make an end and keep it once its workload is
+/// connected: a memif's listener and the 4 of its connection; an af_packet end's packet
+/// socket, and the netlink socket VPP opens for a moment while making it (counted after the
+/// refusal, that one is closed again, so without it a VPP one short looks fine).
 const MEMIF_FDS: u64 = 5;
-const AF_PACKET_FDS: u64 = 1;
+const AF_PACKET_FDS: u64 = 2;
 
 /// The data plane's error for a create VPP refused. A system-call failure there means VPP
 /// could not open a socket or map a ring: say which resource, and, when VPP's own counts can
@@ -225,7 +228,9 @@ fn what_an_end_takes(creating: Creating<'_>) -> &'static str {
         Creating::Memif { .. } => {
             "a memif end takes 1 file descriptor, and 4 more once its workload connects"
         }
-        Creating::AfPacket { .. } => "an af_packet end takes 1 file descriptor",
+        Creating::AfPacket { .. } => {
+            "an af_packet end takes 1 file descriptor, and VPP 1 more while making it"
+        }
     }
 }
 
@@ -366,6 +371,21 @@ mod tests {
         ] {
             assert!(error.contains(part), "{part}: {error}");
         }
+        // One short: the end's socket would fit, the netlink socket VPP opens to make it not.
+        let one_short = OpenFiles {
+            open: 17,
+            limit: 18,
+        };
+        let message = explain(
+            &syscall_error("af_packet_create_v3", -11),
+            creating,
+            Some(one_short),
+        )
+        .to_string();
+        assert!(
+            message.contains("run out of file descriptors (17 of its 18"),
+            "{message}"
+        );
         let other = refused(syscall_error("af_packet_create_v3", -2), creating, None).to_string();
         assert!(!other.contains("file descriptors"), "{other}");
     }
