@@ -363,12 +363,15 @@ async fn after_vpp_restarts_the_loss_is_announced_and_each_vwire_can_be_remade(b
                 "the endpoint end's VPP interface is missing"
             ]
         );
-        // What reconcile's heal does: remove the remains, plumb again (over the socket
-        // files the first run left).
+        // What reconcile's heal does: remove the remains (VPP holds none, its socket files
+        // are still on disk), plumb again.
         s.vpp
             .unplumb(request.vwire, &plumbing(request))
             .await
             .unwrap();
+        for file in socket_files(request) {
+            assert!(!Path::new(&file).exists(), "{file} outlived the unplumb");
+        }
         s.vpp.plumb(request.clone()).await.unwrap();
         assert!(s.vpp.verify(request.clone()).await.unwrap().is_empty());
     }

@@ -131,6 +131,10 @@ pub(crate) struct VethEnd<'a> {
 pub(crate) struct Rtnl {
     handle: Handle,
     task: tokio::task::JoinHandle<()>,
+    /// Held for the whole of a dump (every link, every address): the kernel runs one dump
+    /// at a time per socket and answers a second one begun meanwhile with `EBUSY`, so
+    /// concurrent plumbs sharing the node's connection would fail "Device or resource busy".
+    dumping: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Rtnl {
@@ -157,7 +161,11 @@ impl Rtnl {
             reason: e.to_string(),
         })?;
         let task = runtime.spawn(connection);
-        Ok(Self { handle, task })
+        Ok(Self {
+            handle,
+            task,
+            dumping: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// The link named `name`, if there is one.
@@ -184,6 +192,7 @@ impl Rtnl {
 
     /// Every link of the namespace.
     pub(crate) async fn links(&self) -> Result<Vec<Link>, RtnlError> {
+        let _one_dump_at_a_time = self.dumping.lock().await;
         let messages: Vec<LinkMessage> = self
             .handle
             .link()
@@ -197,6 +206,7 @@ impl Rtnl {
 
     /// Every address of the namespace.
     pub(crate) async fn addresses(&self) -> Result<Vec<Address>, RtnlError> {
+        let _one_dump_at_a_time = self.dumping.lock().await;
         let messages: Vec<AddressMessage> = self
             .handle
             .address()

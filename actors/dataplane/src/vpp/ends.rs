@@ -532,9 +532,15 @@ async fn remove_memif(
             return deleted;
         }
     }
-    let Some(file) = socket_file else {
-        return deleted;
-    };
+    if let Some(file) = socket_file {
+        remove_socket_file(file, log);
+    }
+    deleted
+}
+
+/// Removes a memif socket file nothing listens on any more, saying so in `log`: after
+/// its memif is deleted, or for an end VPP lost in a restart (its file stays on disk).
+pub(crate) fn remove_socket_file(file: &str, log: &mut Log) {
     match socket_file::remove_stale(file) {
         Ok(Removal::Removed) => log.push(format!("removed the memif socket file {file}")),
         Ok(Removal::Absent) => {}
@@ -545,7 +551,6 @@ async fn remove_memif(
             "could not remove the memif socket file {file}: {e}"
         )),
     }
-    deleted
 }
 
 /// The socket files VPP has, by socket id: where an end found by its tag alone was bound.

@@ -43,7 +43,9 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use nsm_domain::vwire::{Mechanism, VWireId, parse_cidr};
-use nsm_vpp::api::{IfStatusFlags, SwInterfaceDump, SwInterfaceEvent, WantInterfaceEvents};
+use nsm_vpp::api::{
+    IfStatusFlags, SwInterfaceDetails, SwInterfaceDump, SwInterfaceEvent, WantInterfaceEvents,
+};
 use nsm_vpp::client::EventStream;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
@@ -261,40 +263,62 @@ async fn subscribe(inner: &Inner) -> Result<EventStream<SwInterfaceEvent>, Datap
     Ok(events)
 }
 
-/// The next event and every one already arrived behind it, by interface; `None` once the
-/// session is closed.
-async fn next_burst(events: &mut EventStream<SwInterfaceEvent>) -> Option<HashMap<u32, Change>> {
-    let mut burst: HashMap<u32, Change> = HashMap::new();
-    let mut add = |event: SwInterfaceEvent| {
-        let change = burst.entry(event.sw_if_index).or_insert(Change {
-            flags: event.flags,
-            deleted: false,
-        });
-        change.flags = event.flags;
-        change.deleted |= event.deleted;
-    };
-    loop {
-        match events.next().await? {
+/// A burst of VPP's interface events: what they say by interface, and whether some were
+/// missed (the watcher fell behind), so that nothing they said can be trusted as complete.
+#[derive(Debug, Default)]
+struct Burst {
+    changes: HashMap<u32, Change>,
+    missed: bool,
+}
+
+impl Burst {
+    /// Adds one item of the stream; `false` when it was not an event.
+    fn add(&mut self, item: Result<SwInterfaceEvent, nsm_vpp::client::Error>) -> bool {
+        match item {
             Ok(event) => {
-                add(event);
-                break;
+                let change = self.changes.entry(event.sw_if_index).or_insert(Change {
+                    flags: event.flags,
+                    deleted: false,
+                });
+                change.flags = event.flags;
+                change.deleted |= event.deleted;
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "an interface event did not decode"),
+            Err(nsm_vpp::client::Error::EventsMissed { missed, .. }) => {
+                tracing::debug!(
+                    missed,
+                    "interface events were missed; every live vWire's interfaces are read afresh"
+                );
+                self.missed = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "an interface event did not decode");
+                false
+            }
         }
     }
+}
+
+/// The next event and every one already arrived behind it; `None` once the session is
+/// closed.
+async fn next_burst(events: &mut EventStream<SwInterfaceEvent>) -> Option<Burst> {
+    let mut burst = Burst::default();
+    while !burst.add(events.next().await?) {}
     while let Some(Some(next)) = events.next().now_or_never() {
-        match next {
-            Ok(event) => add(event),
-            Err(e) => tracing::warn!(error = %e, "an interface event did not decode"),
-        }
+        burst.add(next);
     }
     Some(burst)
 }
 
 impl Inner {
     /// Reports the vWires whose interfaces these changes broke, once VPP confirms it.
-    async fn check_vpp_changes(&self, burst: HashMap<u32, Change>) {
-        for (sw_if_index, change) in burst {
+    async fn check_vpp_changes(&self, burst: Burst) {
+        if burst.missed {
+            // The events that were dropped may have told of any interface.
+            return self.check_every_vpp_end().await;
+        }
+        for (sw_if_index, change) in burst.changes {
             if change.all_up() {
                 continue;
             }
@@ -316,39 +340,62 @@ impl Inner {
                 sw_if_index,
                 ..SwInterfaceDump::default()
             };
-            let now = match client.dump(&dump).await {
-                Ok(now) => now,
+            match client.dump(&dump).await {
+                Ok(now) => self.confirm_vpp_suspects(suspects, &now),
                 Err(e) => {
-                    tracing::debug!(sw_if_index, error = %e, "cannot confirm an interface event");
-                    continue;
+                    tracing::debug!(sw_if_index, error = %e, "cannot confirm an interface event")
                 }
-            };
-            for (vwire, made) in suspects {
-                let tag = VppTag::new(&self.node, vwire, made.end).to_string();
-                let flags = now
-                    .iter()
-                    .find(|d| d.sw_if_index == sw_if_index && d.tag.as_str() == tag)
-                    .map(|d| d.flags);
-                let Some(problem) = vpp_problem(&made.kind, flags) else {
-                    continue;
-                };
-                // Re-made meanwhile: the new interfaces are judged by their own events.
-                if !self
-                    .known()
-                    .ends_on(sw_if_index)
-                    .contains(&(vwire, made.clone()))
-                {
-                    continue;
-                }
-                self.faults.report(Fault {
-                    vwire,
-                    what: VPP_EVENT.to_owned(),
-                    reason: format!(
-                        "the {} end's VPP interface {} {problem}",
-                        made.end, made.name
-                    ),
-                });
             }
+        }
+    }
+
+    /// Checks every end of every live vWire against one reading of all of VPP's interfaces.
+    async fn check_every_vpp_end(&self) {
+        let Ok(client) = self.client() else {
+            return;
+        };
+        let now = match client.dump(&SwInterfaceDump::default()).await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read VPP's interfaces after missed events");
+                return;
+            }
+        };
+        let suspects = self.known().every_end();
+        self.confirm_vpp_suspects(suspects, &now);
+    }
+
+    /// Reports each suspect end whose interface, as `now` shows it, is broken for its kind
+    /// and still held by the same vWire.
+    fn confirm_vpp_suspects(&self, suspects: Vec<(VWireId, Made)>, now: &[SwInterfaceDetails]) {
+        for (vwire, made) in suspects {
+            if self.faults.is_reported(vwire) {
+                continue;
+            }
+            let tag = VppTag::new(&self.node, vwire, made.end).to_string();
+            let flags = now
+                .iter()
+                .find(|d| d.sw_if_index == made.sw_if_index && d.tag.as_str() == tag)
+                .map(|d| d.flags);
+            let Some(problem) = vpp_problem(&made.kind, flags) else {
+                continue;
+            };
+            // Re-made meanwhile: the new interfaces are judged by their own events.
+            if !self
+                .known()
+                .ends_on(made.sw_if_index)
+                .contains(&(vwire, made.clone()))
+            {
+                continue;
+            }
+            self.faults.report(Fault {
+                vwire,
+                what: VPP_EVENT.to_owned(),
+                reason: format!(
+                    "the {} end's VPP interface {} {problem}",
+                    made.end, made.name
+                ),
+            });
         }
     }
 }

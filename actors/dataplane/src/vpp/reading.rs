@@ -98,6 +98,11 @@ impl Known {
             .collect()
     }
 
+    /// Every end of every live vWire this session knows.
+    pub(crate) fn every_end(&self) -> Vec<(VWireId, Made)> {
+        self.ends_where(|_| true)
+    }
+
     fn ends_where(&self, wanted: impl Fn(&Made) -> bool) -> Vec<(VWireId, Made)> {
         self.made
             .iter()
@@ -237,29 +242,38 @@ impl Inner {
         if made.is_empty() {
             log.push(format!("nothing of vWire {vwire} was in VPP"));
         }
-        for one in &made {
-            let mechanism = match one.end {
+        for end in [End::Client, End::Endpoint] {
+            let mechanism = match end {
                 End::Client => &plumbing.client_mechanism,
                 End::Endpoint => &plumbing.endpoint_mechanism,
             };
             let plan = EndPlan::new(
                 &self.node,
                 vwire,
-                one.end,
+                end,
                 mechanism,
                 &Default::default(),
                 self.kernel_interface,
             )
             .ok();
-            ends::remove(
-                &client,
-                self.kernel.as_ref(),
-                vwire,
-                one,
-                plan.as_ref(),
-                &mut log,
-            )
-            .await;
+            let of_end = made.iter().filter(|m| m.end == end).collect::<Vec<_>>();
+            for one in &of_end {
+                ends::remove(
+                    &client,
+                    self.kernel.as_ref(),
+                    vwire,
+                    one,
+                    plan.as_ref(),
+                    &mut log,
+                )
+                .await;
+            }
+            // VPP lost the end (it restarted since): its memif socket file is still there.
+            if let (true, Some(EndKind::Memif { socket_file })) =
+                (of_end.is_empty(), plan.as_ref().map(|p| &p.kind))
+            {
+                ends::remove_socket_file(socket_file, &mut log);
+            }
         }
         Ok(log.work())
     }

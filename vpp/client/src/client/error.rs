@@ -71,6 +71,11 @@ pub enum Error {
         message: &'static str,
         cause: EncodeError,
     },
+    /// An event subscriber read too slowly and the connection dropped `missed` events of
+    /// this type rather than hold back the replies behind them: what they said must be read
+    /// afresh (a dump). The stream goes on with the next event still buffered.
+    #[error("{missed} {event} event(s) were missed: the subscriber fell behind")]
+    EventsMissed { event: &'static str, missed: u64 },
     /// VPP's reply does not decode as the message it should be.
     #[error("cannot decode VPP's {message}: {cause}")]
     Decode {

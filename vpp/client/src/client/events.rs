@@ -27,8 +27,8 @@ impl<E: Event> EventStream<E> {
     }
 
     /// The next event; `None` once the connection is closed. A subscriber too slow to keep
-    /// up misses events rather than holding back the replies behind them: a WARN says how
-    /// many, and it gets the next event still buffered.
+    /// up misses events rather than holding back the replies behind them: it gets
+    /// [`Error::EventsMissed`] once, saying how many, then the next event still buffered.
     pub async fn next(&mut self) -> Option<Result<E, Error>> {
         loop {
             match self.rx.recv().await {
@@ -43,7 +43,10 @@ impl<E: Event> EventStream<E> {
                 }
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(event = E::NAME, missed, "an event subscriber fell behind");
+                    return Some(Err(Error::EventsMissed {
+                        event: E::NAME,
+                        missed,
+                    }));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

@@ -46,6 +46,12 @@ use crate::message::{self, Dump, Event, Header, Message, Request};
 use reader::Waiter;
 use table::MessageTable;
 
+/// Events kept for subscribers that have not read them yet. Making 1,000 vWires sends a few
+/// thousand interface events in seconds; a slower subscriber misses the oldest
+/// ([`Error::EventsMissed`]). The slots keep their last event until overwritten, so this
+/// is also what an idle connection holds: a few hundred KiB at most.
+const EVENTS_BUFFERED: usize = 8192;
+
 /// memclnt's ids are the only static ones in every VPP build.
 const SOCKCLNT_CREATE_ID: u16 = 15;
 const SOCKCLNT_CREATE_REPLY_ID: u16 = 16;
@@ -140,7 +146,7 @@ impl Client {
         }
         let table = Arc::new(table);
         let pending = Arc::new(Mutex::new(HashMap::new()));
-        let events = Arc::new(Mutex::new(Some(broadcast::channel(1024).0)));
+        let events = Arc::new(Mutex::new(Some(broadcast::channel(EVENTS_BUFFERED).0)));
         let (closed_tx, closed) = watch::channel(None);
         let reader = tokio::spawn(reader::run(
             read_half,

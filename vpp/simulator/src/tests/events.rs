@@ -105,3 +105,43 @@ async fn a_vxlan_tunnel_comes_up_on_creation_and_a_memif_waits_for_carrier() {
     let (_, event) = client.recv_as::<SwInterfaceEvent>().await;
     assert_eq!(event.flags, IfStatusFlags(3), "the peer connected");
 }
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_told_how_many_events_it_missed_then_goes_on() {
+    use nsm_vpp::client::{Client, Config, Error};
+    let sim = start();
+    let mut raw = Raw::connect(&sim).await;
+    let index = make_af_packet(&mut raw, "veth0").await;
+    let client = Client::connect(Config::new(sim.socket_path()))
+        .await
+        .unwrap();
+    let mut events = client.subscribe::<SwInterfaceEvent>().unwrap();
+    client.request(&subscribe(7)).await.unwrap();
+    // Every flip of the admin flag is an event; nobody reads them meanwhile.
+    let flips: u32 = 10_000;
+    for flip in 0..flips {
+        let flags = match flip % 2 {
+            0 => IfStatusFlags::IF_STATUS_API_FLAG_ADMIN_UP,
+            _ => IfStatusFlags(0),
+        };
+        let set = SwInterfaceSetFlags {
+            sw_if_index: index,
+            flags,
+        };
+        client.request(&set).await.unwrap();
+    }
+    let missed = match events.next().await {
+        Some(Err(Error::EventsMissed { event, missed })) => {
+            assert_eq!(event, "sw_interface_event");
+            missed
+        }
+        other => panic!("expected missed events, got {other:?}"),
+    };
+    assert!(missed > 0 && missed < u64::from(flips), "{missed}");
+    // The rest are there, in order, up to the last flip (admin down).
+    let mut last = None;
+    for _ in missed..u64::from(flips) {
+        last = Some(events.next().await.unwrap().unwrap());
+    }
+    assert_eq!(last.map(|e| e.flags), Some(IfStatusFlags(0)));
+}
