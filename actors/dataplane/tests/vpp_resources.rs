@@ -6,7 +6,9 @@
 //! - a real VPP out of file descriptors refuses the next memif, or af_packet, end; the
 //!   Request's error says so and names the limit to raise, and nothing of the refused vWire
 //!   is left, in VPP or on the host;
-//! - the af_packet ring of `VppConfig` is the one VPP makes.
+//! - the af_packet ring of `VppConfig` is the one VPP makes;
+//! - af_packet ends made sixteen at a time are read by polling and leave VPP answering (in
+//!   interrupt mode VPP 26.06 spun on their packet sockets and never answered again).
 //!
 //! On a real VPP a test needs root and the build `NSM_TEST_VPP` names; without them it skips
 //! outside CI (and fails under `CI=true`).
@@ -315,4 +317,47 @@ impl Drop for Namespace {
             .args(["netns", "delete", &self.0])
             .status();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn af_packet_ends_made_sixteen_at_a_time_are_polled_and_vpp_keeps_answering() {
+    use futures::StreamExt;
+    let test = "af_packet_ends_made_sixteen_at_a_time_are_polled_and_vpp_keeps_answering";
+    let dir = tempfile::tempdir().unwrap();
+    let Some((instance, vpp)) = on_vpp(test, dir.path(), |_| {}).await else {
+        return;
+    };
+    let namespace = Namespace::new(&format!("nsmpoll{}", std::process::id()));
+    let end = |name: String| {
+        let mut mechanism = Mechanism::new(MechanismClass::Local, "KERNEL");
+        let parameters = &mut mechanism.parameters;
+        parameters.insert(kernel::NETNS_PARAMETER.into(), namespace.url());
+        parameters.insert(kernel::NAME_PARAMETER.into(), name);
+        mechanism
+    };
+    let requests: Vec<PlumbRequest> = (0..40)
+        .map(|i| PlumbRequest {
+            vwire: VWireId::new_random(),
+            payload: Payload::Ethernet,
+            client: end(format!("poll-c{i}")),
+            endpoint: end(format!("poll-e{i}")),
+            context: ConnectionContext::default(),
+        })
+        .collect();
+    // Each workload side sends as it comes up (IPv6 router and neighbour solicitations).
+    let outcomes: Vec<_> = futures::stream::iter(requests.iter().map(|r| vpp.plumb(r.clone())))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for outcome in outcomes {
+        outcome.expect("plumbed");
+    }
+    let placement = instance.cli_ok("show interface rx-placement");
+    let polled = placement
+        .lines()
+        .filter(|l| l.contains("host-") && l.contains("(polling)"))
+        .count();
+    assert_eq!(polled, 80, "{placement}");
+    unplumb_all(&vpp, &requests).await;
+    assert!(left_of_others(&vpp, &[]).await.is_empty());
 }

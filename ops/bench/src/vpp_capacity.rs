@@ -39,7 +39,7 @@ use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use nsm_dataplane::kernel::{self, netns::Netns};
 use nsm_dataplane::vpp::{
-    AfPacketRing, KernelInterface, SOCKETFILE_PARAMETER, Vpp, VppConfig, open_files,
+    AfPacketRing, AfPacketRxMode, KernelInterface, SOCKETFILE_PARAMETER, Vpp, VppConfig, open_files,
 };
 use nsm_dataplane::{Dataplane, End, PlumbRequest};
 use nsm_domain::registry::Payload;
@@ -88,6 +88,12 @@ pub struct VppCapacityArgs {
     /// ends are measured connected, as in use. Without it they are measured unconnected.
     #[arg(long, value_name = "PATH")]
     memif_workload_vpp_api_socket: Option<PathBuf>,
+    /// Where the memif socket files go (a folder of the bench's own is made in it). Binding
+    /// thousands of socket files costs VPP little on tmpfs (what /run is on production
+    /// hosts) and a lot on ext4, where allocating their inodes dominates VPP's time. The
+    /// default is /dev/shm (a tmpfs) when it exists.
+    #[arg(long, value_name = "DIR")]
+    memif_dir: Option<PathBuf>,
     /// Kinds of end to measure, in this order.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::Memif, Kind::AfPacket])]
     kinds: Vec<Kind>,
@@ -103,6 +109,10 @@ pub struct VppCapacityArgs {
     /// Frames per ring of an af_packet end (as `nsm serve --vpp-af-packet-frames`).
     #[arg(long, default_value_t = AfPacketRing::default().frames)]
     af_packet_frames: u32,
+    /// How VPP reads af_packet rings (as `nsm serve --vpp-af-packet-rx-mode`): polling,
+    /// interrupt or adaptive.
+    #[arg(long, default_value = "polling", value_parser = parse_rx_mode)]
+    af_packet_rx_mode: AfPacketRxMode,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -115,9 +125,12 @@ struct CapacityReport {
     kinds: Vec<KindReport>,
     /// "connected" (a workload VPP connected every MEMIF end) or "none".
     memif_workloads: &'static str,
+    /// The folder the memif socket files were made in.
+    memif_dir: PathBuf,
     /// VPP's open-files limit, when it can be read (`/proc/<pid>/limits` of the socket's peer).
     vpp_open_files_limit: Option<u64>,
     af_packet_ring_bytes_per_end: u64,
+    af_packet_rx_mode: String,
     max_vwires: u32,
     in_flight: u32,
 }
@@ -158,10 +171,16 @@ pub(crate) async fn run(args: VppCapacityArgs) -> anyhow::Result<()> {
         None => None,
     };
     let tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
+    let parent = args.memif_dir.clone().unwrap_or_else(default_memif_parent);
     let folder = tempfile::Builder::new()
         .prefix("nsm-bench-capacity-")
-        .tempdir()
-        .context("cannot make a folder for the memif sockets")?;
+        .tempdir_in(&parent)
+        .with_context(|| {
+            format!(
+                "cannot make a folder for the memif sockets in {}",
+                parent.display()
+            )
+        })?;
     let mut spaces = Namespaces::new(&tag);
     let mut kinds = Vec::new();
     for &kind in &args.kinds {
@@ -192,12 +211,27 @@ pub(crate) async fn run(args: VppCapacityArgs) -> anyhow::Result<()> {
             Some(_) => "connected",
             None => "none",
         },
+        memif_dir: folder.path().to_owned(),
         vpp_open_files_limit: observer.peer_pid().and_then(open_files).map(|f| f.limit),
         af_packet_ring_bytes_per_end: ring.bytes_per_end(),
+        af_packet_rx_mode: format!("{:?}", args.af_packet_rx_mode).to_lowercase(),
         max_vwires: args.max_vwires,
         in_flight: args.in_flight,
     };
     print_report(&report, args.json)
+}
+
+fn parse_rx_mode(text: &str) -> Result<AfPacketRxMode, String> {
+    AfPacketRxMode::parse(text).ok_or_else(|| "expected polling, interrupt or adaptive".into())
+}
+
+/// /dev/shm when there is one (a tmpfs, like /run on production hosts), else the temp folder.
+fn default_memif_parent() -> PathBuf {
+    let shm = PathBuf::from("/dev/shm");
+    match shm.is_dir() {
+        true => shm,
+        false => std::env::temp_dir(),
+    }
 }
 
 async fn connect(socket: &std::path::Path, name: &str) -> anyhow::Result<Client> {
@@ -241,6 +275,7 @@ impl KindBench<'_> {
             kernel_interface: KernelInterface::AfPacket,
             memif_dir: self.memif_dir.clone(),
             af_packet_ring: self.ring,
+            af_packet_rx_mode: self.args.af_packet_rx_mode,
             max_vwires: u32::MAX,
             ..VppConfig::new(&self.args.vpp_api_socket)
         };

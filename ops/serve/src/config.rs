@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use nsm_dataplane::vpp::AfPacketRxMode;
 use nsm_domain::dataplane::DATAPLANE_STREAM_PREFIX;
 use nsm_domain::vwire::MAX_LIFETIME;
 use nsm_log::store::MAX_STREAM_ID_LEN;
@@ -58,6 +59,12 @@ pub struct ServeArgs {
     /// multiple of 4096). An end locks 2 × frame size × frames of kernel memory. Default: 32.
     #[arg(long, env = "NSM_VPP_AF_PACKET_FRAMES")]
     vpp_af_packet_frames: Option<u32>,
+    /// How VPP reads a veth + af_packet end's rings: `polling`, `interrupt` or `adaptive`.
+    /// VPP 26.06 stops answering its API once a few dozen af_packet rings hold frames in
+    /// interrupt or adaptive mode (measured with `nsm bench vpp-capacity`); polling costs
+    /// VPP's main thread a core while any af_packet end exists. Default: polling.
+    #[arg(long, env = "NSM_VPP_AF_PACKET_RX_MODE")]
+    vpp_af_packet_rx_mode: Option<String>,
     /// vWires one VPP holds at most; more Requests are refused. VPP aborts when its stats
     /// segment is full (about 6,000 interfaces with the default `statseg { size 32m }`):
     /// raise both together. Default: 2000.
@@ -108,6 +115,7 @@ struct ConfigFile {
     vpp_memif_dir: Option<PathBuf>,
     vpp_af_packet_frame_size: Option<u32>,
     vpp_af_packet_frames: Option<u32>,
+    vpp_af_packet_rx_mode: Option<String>,
     vpp_max_vwires: Option<u32>,
     liveness_interval: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -196,6 +204,7 @@ impl ServeArgs {
             self.vpp_memif_dir.is_some() || file.vpp_memif_dir.is_some(),
             self.vpp_af_packet_frame_size.is_some() || file.vpp_af_packet_frame_size.is_some(),
             self.vpp_af_packet_frames.is_some() || file.vpp_af_packet_frames.is_some(),
+            self.vpp_af_packet_rx_mode.is_some() || file.vpp_af_packet_rx_mode.is_some(),
             self.vpp_max_vwires.is_some() || file.vpp_max_vwires.is_some(),
         ];
         if let DataplaneKind::Vpp(vpp) = &mut dataplane {
@@ -221,6 +230,14 @@ impl ServeArgs {
             ring.check().map_err(|e| {
                 anyhow::anyhow!("--vpp-af-packet-frame-size / --vpp-af-packet-frames: {e}")
             })?;
+            if let Some(mode) = self.vpp_af_packet_rx_mode.or(file.vpp_af_packet_rx_mode) {
+                vpp.af_packet_rx_mode = AfPacketRxMode::parse(&mode).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--vpp-af-packet-rx-mode {}: expected polling, interrupt or adaptive",
+                        nsm_domain::quote::quote(&mode)
+                    )
+                })?;
+            }
             if let Some(max) = self.vpp_max_vwires.or(file.vpp_max_vwires) {
                 if max == 0 {
                     bail!("--vpp-max-vwires 0: must be at least 1");
@@ -229,7 +246,7 @@ impl ServeArgs {
             }
         } else if vpp_settings.contains(&true) {
             bail!(
-                "--vpp-api-socket, --vpp-kernel-interface, --vpp-memif-dir, --vpp-af-packet-frame-size, --vpp-af-packet-frames and --vpp-max-vwires need --dataplane vpp"
+                "--vpp-api-socket, --vpp-kernel-interface, --vpp-memif-dir, --vpp-af-packet-frame-size, --vpp-af-packet-frames, --vpp-af-packet-rx-mode and --vpp-max-vwires need --dataplane vpp"
             );
         }
         let liveness = liveness(
@@ -581,12 +598,13 @@ mod tests {
         let default = vpp_of(resolve(&["--dataplane", "vpp"]).unwrap());
         assert_eq!(default.af_packet_ring, AfPacketRing::default());
         assert_eq!(default.max_vwires, DEFAULT_MAX_VWIRES);
+        assert_eq!(default.af_packet_rx_mode, AfPacketRxMode::Polling);
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("nsm.toml");
         std::fs::write(
             &file,
-            "dataplane = \"vpp\"\nvpp_af_packet_frame_size = 2048\nvpp_af_packet_frames = 64\nvpp_max_vwires = 5000\n",
+            "dataplane = \"vpp\"\nvpp_af_packet_frame_size = 2048\nvpp_af_packet_frames = 64\nvpp_max_vwires = 5000\nvpp_af_packet_rx_mode = \"adaptive\"\n",
         )
         .unwrap();
         let path = file.to_str().unwrap();
@@ -599,8 +617,19 @@ mod tests {
             (from_file.af_packet_ring, from_file.max_vwires),
             (ring, 5000)
         );
-        let flagged = resolve(&["--config", path, "--vpp-af-packet-frames", "128"]).unwrap();
-        assert_eq!(vpp_of(flagged).af_packet_ring.frames, 128);
+        assert_eq!(from_file.af_packet_rx_mode, AfPacketRxMode::Adaptive);
+        let flagged = resolve(&[
+            "--config",
+            path,
+            "--vpp-af-packet-frames",
+            "128",
+            "--vpp-af-packet-rx-mode",
+            "interrupt",
+        ])
+        .unwrap();
+        let flagged = vpp_of(flagged);
+        assert_eq!(flagged.af_packet_ring.frames, 128);
+        assert_eq!(flagged.af_packet_rx_mode, AfPacketRxMode::Interrupt);
 
         for (args, expected) in [
             (
@@ -610,6 +639,10 @@ mod tests {
             (&["--vpp-af-packet-frames", "0"][..], "af_packet frames 0"),
             (&["--vpp-af-packet-frames", "3"][..], "multiple of 4096"),
             (&["--vpp-max-vwires", "0"][..], "--vpp-max-vwires 0"),
+            (
+                &["--vpp-af-packet-rx-mode", "poll"][..],
+                "expected polling, interrupt or adaptive",
+            ),
         ] {
             let args = [&["--dataplane", "vpp"][..], args].concat();
             let error = format!("{:#}", resolve(&args).unwrap_err());

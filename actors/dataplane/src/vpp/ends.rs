@@ -33,7 +33,7 @@ use nsm_vpp::codec::{FixedString, VarString};
 use super::resources::{self, AfPacketRing, Creating};
 use super::socket_file::{self, Removal};
 use super::tag::VppTag;
-use super::{KernelInterface, Log, vpp_error, xconnect};
+use super::{AfPacketRxMode, KernelInterface, Log, vpp_error, xconnect};
 use crate::contract::{DataplaneError, End};
 use crate::kernel::{self, Kernel, WorkloadPlan};
 
@@ -241,7 +241,7 @@ pub(crate) async fn make(
     kernel: Option<&Kernel>,
     vwire: VWireId,
     plan: &EndPlan,
-    ring: AfPacketRing,
+    (ring, rx_mode): (AfPacketRing, AfPacketRxMode),
     log: &mut Log,
 ) -> Result<Made, DataplaneError> {
     let tag = plan.tag.to_string();
@@ -323,11 +323,21 @@ pub(crate) async fn make(
             // an interface that is down, while the kernel keeps the ring readable for it;
             // so VPP's main thread spins in epoll (and answers its API late, or not at all)
             // for as long as the end waits for the rest of the vWire.
+            // How VPP reads the rings, before it is up and reads them (see `AfPacketRxMode`).
+            let rx_mode = SwInterfaceSetRxMode {
+                sw_if_index: made.sw_if_index,
+                mode: rx_mode.api(),
+                ..SwInterfaceSetRxMode::default()
+            };
             let up = SwInterfaceSetFlags {
                 sw_if_index: made.sw_if_index,
                 flags: IfStatusFlags::IF_STATUS_API_FLAG_ADMIN_UP,
             };
-            if let Err(e) = client.request(&up).await {
+            let ready = async {
+                client.request(&rx_mode).await?;
+                client.request(&up).await
+            };
+            if let Err(e) = ready.await {
                 let undo = &mut Log::default();
                 remove(client, Some(kernel), vwire, &made, Some(plan), undo).await;
                 return Err(vpp_error(e));

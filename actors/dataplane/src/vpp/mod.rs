@@ -69,6 +69,43 @@ pub enum KernelInterface {
     AfPacket,
 }
 
+/// How VPP reads the rings of a veth + af_packet end.
+///
+/// VPP 26.06 in `interrupt` or `adaptive` mode (its default is interrupt) stops answering its
+/// API for good once a few dozen af_packet rings hold frames at once: measured here with
+/// `nsm bench vpp-capacity --kinds af-packet`, VPP's main thread spun in `epoll_wait` on the
+/// ready packet sockets without ever draining them, with 16 Requests in flight from the
+/// first vWires, and with one at a time at 64 vWires (128 ends). In `polling` mode it
+/// held every vWire asked for. Polling costs VPP's main thread a core while any af_packet
+/// end exists, as DPDK interfaces do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AfPacketRxMode {
+    #[default]
+    Polling,
+    Interrupt,
+    Adaptive,
+}
+
+impl AfPacketRxMode {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "polling" => Some(Self::Polling),
+            "interrupt" => Some(Self::Interrupt),
+            "adaptive" => Some(Self::Adaptive),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn api(self) -> nsm_vpp::api::RxMode {
+        use nsm_vpp::api::RxMode;
+        match self {
+            Self::Polling => RxMode::RX_MODE_API_POLLING,
+            Self::Interrupt => RxMode::RX_MODE_API_INTERRUPT,
+            Self::Adaptive => RxMode::RX_MODE_API_ADAPTIVE,
+        }
+    }
+}
+
 /// The device VPP's taps need: without it `tap_create_v3` fails (`SYSCALL_ERROR_1`, -11).
 pub const VHOST_NET: &str = "/dev/vhost-net";
 
@@ -127,6 +164,8 @@ pub struct VppConfig {
     pub vhost_net: PathBuf,
     /// The rings of each veth + af_packet end: locked kernel memory, see [`AfPacketRing`].
     pub af_packet_ring: AfPacketRing,
+    /// How VPP reads those rings.
+    pub af_packet_rx_mode: AfPacketRxMode,
     /// vWires of this node one VPP holds at most; more are refused before VPP's stats
     /// segment fills up and VPP aborts (see `resources`).
     pub max_vwires: u32,
@@ -141,6 +180,7 @@ impl VppConfig {
             memif_dir: PathBuf::from("/run/vpp/nsm"),
             vhost_net: PathBuf::from(VHOST_NET),
             af_packet_ring: AfPacketRing::default(),
+            af_packet_rx_mode: AfPacketRxMode::default(),
             max_vwires: DEFAULT_MAX_VWIRES,
         }
     }
@@ -170,6 +210,7 @@ const WITH_AF_PACKET: &[&str] = &[
     "sw_interface_set_l2_xconnect",
     "af_packet_create_v3",
     "af_packet_delete",
+    "sw_interface_set_rx_mode",
 ];
 
 /// What was done, in order, for the record.
@@ -348,12 +389,12 @@ impl Inner {
         resources::check_ceiling(held, self.config.max_vwires)?;
         let client = self.client()?;
         let kernel = self.kernel.as_ref();
-        let ring = self.config.af_packet_ring;
+        let af_packet = (self.config.af_packet_ring, self.config.af_packet_rx_mode);
         let mut log = Log::default();
         let mut made = Vec::new();
         let outcome = async {
             for plan in &plans {
-                made.push(ends::make(&client, kernel, vwire, plan, ring, &mut log).await?);
+                made.push(ends::make(&client, kernel, vwire, plan, af_packet, &mut log).await?);
             }
             let [a, b] = [&made[0], &made[1]];
             let ends = [(a, &plans[0]), (b, &plans[1])];
