@@ -39,14 +39,16 @@
 //! * Code is generated in `build.rs` by `protox` (pure Rust, no system `protoc`) and
 //!   `tonic-prost-build`; nothing generated is checked in.
 //!
-//! [`transport`] turns `unix://` and `tcp://` URLs into channels and listen addresses;
-//! [`listen`] binds them and serves gRPC on them.
+//! [`transport`] turns `unix://` and `tcp://` URLs into channels and listen addresses, in
+//! plaintext or mutual TLS ([`transport::security`]); [`listen`] binds them and serves gRPC
+//! on them.
 //!
 //! [`convert`] turns these wire types into the domain types of `nsm-domain` (validating, with
 //! errors that name the field and become gRPC `InvalidArgument`) and back (lossless).
 //!
 //! It implements no service: the node's are `nsm-serve`'s, the sample endpoint's
-//! `nsm-samples`'. It depends on `nsm-domain` alone, so the runtime never sees protobuf.
+//! `nsm-samples`'. It depends on `nsm-domain` (the model it converts to) and `nsm-identity`
+//! (mutual TLS for its listeners and channels) only, so the runtime never sees protobuf.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

@@ -1,5 +1,6 @@
 //! Binding a gRPC listener (`unix:///path` or `tcp://host:port`) and serving on it: the
-//! node's (`nsm serve`, one per `--listen`) and the sample endpoint's.
+//! node's (`nsm serve`, one per `--listen`) and the sample endpoint's, in plaintext or with
+//! mutual TLS ([`ServerSecurity`]) on either kind of socket.
 //!
 //! A cause is in each error's message once (not also its `source()`), so it prints once
 //! whichever way it is printed.
@@ -8,10 +9,14 @@ use std::future::Future;
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::transport::PeerUrl;
+use crate::transport::{PeerUrl, ServerSecurity};
+use nsm_identity::TlsIncoming;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio_stream::Stream;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::service::Routes;
+use tonic::transport::server::{Connected, Router};
 
 /// Why a listener could not be bound or stopped serving. Each names the address.
 #[derive(Debug, thiserror::Error)]
@@ -105,31 +110,59 @@ impl Listener {
         }
     }
 
-    /// Serves `routes` until `shutdown` resolves, then removes the socket file (if any).
+    /// Serves `routes` with `security` until `shutdown` resolves, then removes the socket
+    /// file (if any).
     pub async fn serve(
         self,
         routes: Routes,
+        security: &ServerSecurity,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ListenError> {
-        let server = tonic::transport::Server::builder().add_routes(routes);
+        let router = tonic::transport::Server::builder().add_routes(routes);
         match self {
             Self::Unix { listener, path } => {
-                let served = server
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-                    .await;
+                let accepted = UnixListenerStream::new(listener);
+                let served = serve_accepted(router, accepted, security, shutdown).await;
                 if let Err(e) = std::fs::remove_file(&path) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");
                 }
                 served.map_err(ListenError::Serve)?;
             }
             Self::Tcp { listener, .. } => {
-                server
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                let accepted = TcpListenerStream::new(listener);
+                serve_accepted(router, accepted, security, shutdown)
                     .await
                     .map_err(ListenError::Serve)?;
             }
         }
         Ok(())
+    }
+}
+
+/// Serves the sockets `accepted` yields as they are, or handshaken with mutual TLS.
+async fn serve_accepted<S, IO>(
+    router: Router,
+    accepted: S,
+    security: &ServerSecurity,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error>
+where
+    S: Stream<Item = std::io::Result<IO>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+{
+    match security {
+        ServerSecurity::Plaintext => {
+            router
+                .serve_with_incoming_shutdown(accepted, shutdown)
+                .await
+        }
+        ServerSecurity::Mtls(config) => {
+            let handshaken = TlsIncoming::new(accepted, std::sync::Arc::clone(config));
+            router
+                .serve_with_incoming_shutdown(handshaken, shutdown)
+                .await
+        }
     }
 }
 
@@ -160,7 +193,14 @@ async fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use nsm_identity::{Identity, SpiffeId, ThrowAwayTrustDomain};
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
     use super::*;
+    use crate::transport::Security;
 
     #[tokio::test]
     async fn a_stale_socket_is_replaced_but_a_live_one_is_not() {
@@ -174,6 +214,98 @@ mod tests {
         let file = dir.path().join("plain");
         std::fs::write(&file, b"x").unwrap();
         assert!(Listener::bind(&PeerUrl::Unix(file)).await.is_err());
+    }
+
+    /// An identity of `trust_domain`'s throw-away CA for `path`.
+    fn identity(ca: &ThrowAwayTrustDomain, path: &str) -> Identity {
+        let id = SpiffeId::from_parts(ca.trust_domain(), path).unwrap();
+        let issued = ca.issue(&id, Duration::from_secs(600)).unwrap();
+        Identity::new(issued.svid().unwrap(), issued.bundle().unwrap()).unwrap()
+    }
+
+    /// Serves gRPC health at `url` with `security`; health's own check is the call.
+    async fn serve_health(url: &PeerUrl, security: ServerSecurity) -> PeerUrl {
+        let listener = Listener::bind(url).await.unwrap();
+        let url = listener.url();
+        let (_, health) = tonic_health::server::health_reporter();
+        tokio::spawn(async move {
+            listener
+                .serve(Routes::new(health), &security, std::future::pending())
+                .await
+        });
+        url
+    }
+
+    async fn check(channel: tonic::transport::Channel) -> Result<(), tonic::Status> {
+        let mut client = HealthClient::new(channel);
+        let asked = HealthCheckRequest {
+            service: String::new(),
+        };
+        client.check(asked).await.map(|_| ())
+    }
+
+    /// The status and every cause under it, as one line.
+    fn chain(status: &tonic::Status) -> String {
+        let mut text = status.to_string();
+        let mut cause = std::error::Error::source(status);
+        while let Some(error) = cause {
+            text.push_str(&format!(": {error}"));
+            cause = error.source();
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_serves_on_unix_and_tcp_and_names_the_server() {
+        let ca = ThrowAwayTrustDomain::new("nsm-rs.test").unwrap();
+        let server = Security::mtls(identity(&ca, "/node/a"));
+        let client = Security::mtls(identity(&ca, "/client/c"));
+        let dir = tempfile::tempdir().unwrap();
+        for url in [
+            PeerUrl::Unix(dir.path().join("nsm.sock")),
+            "tcp://127.0.0.1:0".parse().unwrap(),
+        ] {
+            let url = serve_health(&url, server.server()).await;
+            let security = client.client();
+            let channel = url.channel_with(Duration::from_secs(2), &security);
+            check(channel).await.unwrap();
+            let peer = security.server_peer().unwrap().current().unwrap();
+            assert_eq!(peer.spiffe_id.as_str(), "spiffe://nsm-rs.test/node/a");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plaintext_client_of_a_tls_listener_is_told_it_needs_mutual_tls() {
+        let ca = ThrowAwayTrustDomain::new("nsm-rs.test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = PeerUrl::Unix(dir.path().join("nsm.sock"));
+        let url = serve_health(&url, Security::mtls(identity(&ca, "/node/a")).server()).await;
+        let refused = check(url.channel(Duration::from_secs(2)))
+            .await
+            .unwrap_err();
+        assert!(
+            chain(&refused).contains("requires mutual TLS"),
+            "{}",
+            chain(&refused)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_of_another_trust_domain_is_refused_naming_it() {
+        let ours = ThrowAwayTrustDomain::new("nsm-rs.test").unwrap();
+        let theirs = ThrowAwayTrustDomain::new("elsewhere.test").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = PeerUrl::Unix(dir.path().join("nsm.sock"));
+        let url = serve_health(&url, Security::mtls(identity(&ours, "/node/a")).server()).await;
+        let stranger = Security::mtls(identity(&theirs, "/client/c")).client();
+        let refused = check(url.channel_with(Duration::from_secs(2), &stranger))
+            .await
+            .unwrap_err();
+        let text = chain(&refused);
+        assert!(
+            text.contains("nsm-rs.test") && text.contains("elsewhere.test"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

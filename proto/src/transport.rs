@@ -2,19 +2,27 @@
 //! NSM uses for nsmgr sockets and endpoint URLs (`nsm-api.md` §9).
 //!
 //! This module owns turning such a URL into a tonic [`Channel`] (with a unix-socket connector
-//! where needed) and into a bound listener. It does not own TLS (the security issue) nor
-//! `inode://` URLs, which name a file descriptor passed over grpcfd and are refused here with
-//! an error that says so.
+//! where needed), plaintext or mutual TLS ([`security`]), and into a bound listener. It does
+//! not own `inode://` URLs, which name a file descriptor passed over grpcfd and are refused
+//! here with an error that says so.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use nsm_identity::{DialTarget, SpiffeConnector};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
+
+pub mod options;
+pub mod security;
+
+pub use options::{IdentityArgs, IdentityChoice, IdentityOptionsError};
+pub use security::{ClientSecurity, Security, ServerSecurity};
 
 /// A URL nsm-rs can listen on or dial.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -86,8 +94,31 @@ impl fmt::Display for PeerUrl {
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(750);
 
 impl PeerUrl {
-    /// A channel to this peer. It connects lazily, on the first call, and reconnects after
-    /// a failure, so one channel per peer can be kept and shared.
+    /// A channel to this peer dialled with `security`: plaintext (as [`Self::channel`]) or
+    /// mutual TLS, whose server identity each handshake records in the security's
+    /// `ServerPeer`. The connect timeout covers the TLS handshake.
+    pub fn channel_with(&self, connect_timeout: Duration, security: &ClientSecurity) -> Channel {
+        let ClientSecurity::Mtls { config, server } = security else {
+            return self.channel(connect_timeout);
+        };
+        let target = match self {
+            Self::Unix(path) => DialTarget::Unix(path.clone()),
+            Self::Tcp { host, port } => DialTarget::Tcp(format!("{host}:{port}")),
+        };
+        // The URI only has to be well-formed: the connector dials `target`, and TLS runs
+        // below tonic, so the scheme stays http.
+        Endpoint::from_static("http://nsm.invalid")
+            .connect_timeout(connect_timeout)
+            .connect_with_connector_lazy(SpiffeConnector::new(
+                target,
+                Arc::clone(config),
+                server.clone(),
+            ))
+    }
+
+    /// A plaintext channel to this peer (`--insecure`, and tests). It connects lazily, on
+    /// the first call, and reconnects after a failure, so one channel per peer can be kept
+    /// and shared.
     pub fn channel(&self, connect_timeout: Duration) -> Channel {
         match self {
             Self::Tcp { host, port } => {

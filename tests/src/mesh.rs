@@ -7,13 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
+use nsm_identity::SvidFiles;
 use nsm_proto::connection::monitor_connection_client::MonitorConnectionClient;
 use nsm_proto::connection::{Connection, Mechanism, Path as WirePath, PathSegment};
 use nsm_proto::networkservice::NetworkServiceRequest;
 use nsm_proto::networkservice::network_service_client::NetworkServiceClient;
 use nsm_proto::registry::network_service_endpoint_registry_client::NetworkServiceEndpointRegistryClient;
 use nsm_proto::registry::network_service_registry_client::NetworkServiceRegistryClient;
-use nsm_proto::transport::PeerUrl;
+use nsm_proto::transport::{PeerUrl, Security};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -126,6 +127,9 @@ pub struct Node {
     extra: Vec<String>,
     /// The network namespace it runs in (`None`: the test's own).
     netns: Option<String>,
+    /// How the test's own calls dial it: plaintext for a node started with `--insecure`
+    /// (every node but those of the security tests), else mutual TLS as a test identity.
+    pub security: Security,
     pub process: Option<Process>,
     starts: usize,
 }
@@ -138,6 +142,33 @@ impl Node {
 
     /// Starts node `name` inside network namespace `netns` (see [`Process::spawn_in`]).
     pub async fn start_in(dir: &Path, netns: Option<&str>, name: &str, extra: &[&str]) -> Self {
+        Self::start_as(dir, netns, name, extra, Security::insecure()).await
+    }
+
+    /// Starts node `node-a` with mutual TLS as the SVID in `files`; the test's own calls to
+    /// it present `caller`'s identity.
+    pub async fn start_secure(
+        dir: &Path,
+        files: &SvidFiles,
+        caller: Security,
+        extra: &[&str],
+    ) -> Self {
+        let identity = identity_flags(files);
+        let extra: Vec<&str> = identity
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .collect();
+        Self::start_as(dir, None, "node-a", &extra, caller).await
+    }
+
+    async fn start_as(
+        dir: &Path,
+        netns: Option<&str>,
+        name: &str,
+        extra: &[&str],
+        security: Security,
+    ) -> Self {
         let mut node = Self {
             dir: dir.to_owned(),
             socket: dir.join("nsm.sock"),
@@ -145,6 +176,7 @@ impl Node {
             name: name.into(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             netns: netns.map(str::to_owned),
+            security,
             process: None,
             starts: 0,
         };
@@ -169,7 +201,7 @@ impl Node {
     }
 
     pub fn channel(&self) -> Channel {
-        channel(&self.url())
+        channel_with(&self.url(), &self.security)
     }
 
     pub fn network_service(&self) -> NetworkServiceClient<Channel> {
@@ -220,6 +252,10 @@ impl Node {
         if !self.extra.iter().any(|a| a == "--dataplane") {
             args.extend(["--dataplane".to_owned(), "dry-run".to_owned()]);
         }
+        // Tests not about security run the node in development mode.
+        if !self.extra.iter().any(|a| a == "--svid-cert") {
+            args.push("--insecure".to_owned());
+        }
         args.extend(self.extra.iter().cloned());
         let log = self.dir.join(format!("serve-{}.log", self.starts));
         self.process = Some(Process::spawn_in(self.netns.as_deref(), &args, log));
@@ -265,11 +301,28 @@ impl Node {
     }
 }
 
-/// A channel to a `unix://` or `tcp://` URL.
+/// `--svid-cert`, `--svid-key` and `--trust-bundle` naming `files`.
+pub fn identity_flags(files: &SvidFiles) -> Vec<String> {
+    [
+        ("--svid-cert", &files.cert),
+        ("--svid-key", &files.key),
+        ("--trust-bundle", &files.bundle),
+    ]
+    .into_iter()
+    .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+    .collect()
+}
+
+/// A plaintext channel to a `unix://` or `tcp://` URL.
 pub fn channel(url: &str) -> Channel {
+    channel_with(url, &Security::insecure())
+}
+
+/// A channel to a `unix://` or `tcp://` URL, dialled with `security`.
+pub fn channel_with(url: &str, security: &Security) -> Channel {
     url.parse::<PeerUrl>()
         .expect("a valid URL")
-        .channel(Duration::from_secs(2))
+        .channel_with(Duration::from_secs(2), &security.client())
 }
 
 /// A client's first Request, as NSM's cmd-nsc sends it: its own path segment at index 0.

@@ -23,7 +23,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::mesh::{Process, channel, nsm_binary};
+use nsm_identity::SvidFiles;
+use nsm_proto::transport::Security;
+
+use crate::mesh::{Process, channel, channel_with, identity_flags, nsm_binary};
 
 /// How long a program gets to start, register or answer before the test gives up.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -95,6 +98,7 @@ impl NodeOnLog {
             "node-a".into(),
             "--dataplane".into(),
             "dry-run".into(),
+            "--insecure".into(),
         ];
         let process = Process::spawn(&args, dir.join("serve.log"));
         let mut node = Self {
@@ -119,6 +123,16 @@ impl NodeOnLog {
 /// Waits until the program at `url` reports `service` SERVING; panics with its log if it
 /// exits first or takes longer than [`PATIENCE`].
 pub async fn wait_serving(url: &str, process: &mut Process, service: &str) {
+    wait_serving_with(url, process, service, &Security::insecure()).await;
+}
+
+/// [`wait_serving`], asking over `security`.
+pub async fn wait_serving_with(
+    url: &str,
+    process: &mut Process,
+    service: &str,
+    security: &Security,
+) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         if let Some(status) = process.exited() {
@@ -127,7 +141,7 @@ pub async fn wait_serving(url: &str, process: &mut Process, service: &str) {
                 process.log_text()
             );
         }
-        let asked = HealthClient::new(channel(url))
+        let asked = HealthClient::new(channel_with(url, security))
             .check(HealthCheckRequest {
                 service: service.into(),
             })
@@ -146,9 +160,18 @@ pub async fn wait_serving(url: &str, process: &mut Process, service: &str) {
 
 /// The endpoint `name` as the registry at `registry` lists it, once it does.
 pub async fn wait_registered(registry: &str, name: &str) -> NetworkServiceEndpoint {
+    wait_registered_with(registry, name, &Security::insecure()).await
+}
+
+/// [`wait_registered`], asking over `security`.
+pub async fn wait_registered_with(
+    registry: &str,
+    name: &str,
+    security: &Security,
+) -> NetworkServiceEndpoint {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        if let Some(found) = find_endpoint(registry, name).await {
+        if let Some(found) = find_endpoint_with(registry, name, security).await {
             return found;
         }
         assert!(
@@ -161,6 +184,15 @@ pub async fn wait_registered(registry: &str, name: &str) -> NetworkServiceEndpoi
 
 /// A non-watching Find for the endpoint named exactly `name`.
 pub async fn find_endpoint(registry: &str, name: &str) -> Option<NetworkServiceEndpoint> {
+    find_endpoint_with(registry, name, &Security::insecure()).await
+}
+
+/// [`find_endpoint`], asking over `security`.
+pub async fn find_endpoint_with(
+    registry: &str,
+    name: &str,
+    security: &Security,
+) -> Option<NetworkServiceEndpoint> {
     let query = NetworkServiceEndpointQuery {
         network_service_endpoint: Some(NetworkServiceEndpoint {
             name: name.into(),
@@ -168,7 +200,7 @@ pub async fn find_endpoint(registry: &str, name: &str) -> Option<NetworkServiceE
         }),
         watch: false,
     };
-    let mut found = NetworkServiceEndpointRegistryClient::new(channel(registry))
+    let mut found = NetworkServiceEndpointRegistryClient::new(channel_with(registry, security))
         .find(query)
         .await
         .ok()?
@@ -198,7 +230,7 @@ impl EndpointProgram {
         Self::start_with(dir, name, service, cidr, registry, &[]).await
     }
 
-    /// [`Self::start`] with more flags (`--netns`, say).
+    /// [`Self::start`] with more flags (`--netns`, say), in development mode (`--insecure`).
     pub async fn start_with(
         dir: &Path,
         name: &str,
@@ -206,6 +238,35 @@ impl EndpointProgram {
         cidr: &str,
         registry: &str,
         extra: &[&str],
+    ) -> Self {
+        let extra: Vec<&str> = extra.iter().copied().chain(["--insecure"]).collect();
+        Self::launch(
+            dir,
+            [name, service, cidr, registry],
+            &extra,
+            &Security::insecure(),
+        )
+        .await
+    }
+
+    /// [`Self::start`] with mutual TLS as the SVID in `files`; the test asks whether it
+    /// serves over `caller`.
+    pub async fn start_secure(
+        dir: &Path,
+        [name, service, cidr, registry]: [&str; 4],
+        files: &SvidFiles,
+        caller: &Security,
+    ) -> Self {
+        let flags = identity_flags(files);
+        let extra: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Self::launch(dir, [name, service, cidr, registry], &extra, caller).await
+    }
+
+    async fn launch(
+        dir: &Path,
+        [name, service, cidr, registry]: [&str; 4],
+        extra: &[&str],
+        caller: &Security,
     ) -> Self {
         let socket = dir.join(format!("{name}.sock"));
         let db = dir.join(format!("{name}.db"));
@@ -234,7 +295,7 @@ impl EndpointProgram {
         .collect();
         let mut process = Process::spawn(&args, log);
         let url = format!("unix://{}", socket.display());
-        wait_serving(&url, &mut process, "networkservice.NetworkService").await;
+        wait_serving_with(&url, &mut process, "networkservice.NetworkService", caller).await;
         Self {
             name: name.into(),
             socket,
@@ -297,13 +358,16 @@ pub struct RequestProgram {
 }
 
 impl RequestProgram {
-    /// Runs `nsm request --json --connect <node> <args>`.
+    /// Runs `nsm request --json --connect <node> <args>`, with `--insecure` unless `args`
+    /// give an SVID.
     pub fn start(dir: &Path, node: &str, args: &[&str]) -> Self {
+        let insecure = (!args.contains(&"--svid-cert")).then_some("--insecure");
         let log = dir.join(format!("request-{}.log", uuid::Uuid::new_v4().simple()));
         let stderr = std::fs::File::create(&log).expect("create the client's log");
         let mut child = Command::new(nsm_binary())
             .args(["request", "--json", "--connect", node])
             .args(args)
+            .args(insecure)
             .env("NSM_LOG", "info,h2=warn,tower=warn,hyper=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -109,7 +109,8 @@ fn dependencies_point_one_way() {
     ws.only("nsm-domain", &[]);
     ws.only("nsm-vpp", &[]);
     ws.only("nsm-log", &["nsm-domain"]);
-    ws.only("nsm-proto", &["nsm-domain"]);
+    // The wire edge: conversions to the model, and mutual TLS on its listeners and channels.
+    ws.only("nsm-proto", &["nsm-domain", "nsm-identity"]);
     ws.only("nsm-vpp-simulator", &["nsm-vpp"]);
     ws.only("nsm-dataplane", &["nsm-domain", "nsm-vpp"]);
     ws.only("nsm-runtime", &["nsm-domain", "nsm-log", "nsm-dataplane"]);

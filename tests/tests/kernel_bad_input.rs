@@ -185,6 +185,7 @@ fn a_node_without_the_capabilities_refuses_the_kernel_data_plane_naming_them() {
         .arg(nsm_tests::mesh::nsm_binary())
         .args([
             "serve",
+            "--insecure",
             "--dataplane",
             "kernel",
             "--listen",

@@ -256,6 +256,7 @@ async fn an_admin_port_in_use_is_refused_at_start_naming_the_setting() {
     let output = std::process::Command::new(nsm_binary())
         .args([
             "serve",
+            "--insecure",
             "--dataplane",
             "dry-run",
             "--node",

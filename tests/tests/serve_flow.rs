@@ -281,6 +281,7 @@ async fn a_second_node_on_the_same_log_is_refused_with_the_reason() {
         &other_socket,
         "--db",
         node.db.to_str().unwrap(),
+        "--insecure",
     ]
     .iter()
     .map(|s| (*s).to_owned())

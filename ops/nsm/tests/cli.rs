@@ -213,14 +213,24 @@ fn serve_refuses_bad_configuration_before_starting() {
     let db = db.to_str().unwrap();
     for (args, mentions) in [
         (
-            &["serve", "--dataplane", "ebpf", "--db", db][..],
+            &["serve", "--insecure", "--dataplane", "ebpf", "--db", db][..],
             "unknown data plane",
         ),
         (
-            &["serve", "--listen", "localhost:5001", "--db", db][..],
+            &[
+                "serve",
+                "--insecure",
+                "--listen",
+                "localhost:5001",
+                "--db",
+                db,
+            ][..],
             "--listen",
         ),
-        (&["serve", "--lifetime", "0s", "--db", db][..], "--lifetime"),
+        (
+            &["serve", "--insecure", "--lifetime", "0s", "--db", db][..],
+            "--lifetime",
+        ),
     ] {
         let output = nsm(args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
@@ -303,6 +313,16 @@ async fn demo_pings_across_both_vwires_records_their_lifecycle_and_leaves_nothin
         "{stdout}"
     );
     assert!(!stdout.contains("no reply"), "{stdout}");
+    // Mutual TLS with its own throw-away trust domain: each program's SPIFFE ID is shown,
+    // and the node recorded each client by the one in its certificate.
+    for id in [
+        "spiffe://nsm-rs.demo/node/nsm-demo-",
+        "spiffe://nsm-rs.demo/endpoint/demo-nse",
+        "identity from its certificate: spiffe://nsm-rs.demo/client/demo-nsc-1",
+        "identity from its certificate: spiffe://nsm-rs.demo/client/demo-nsc-2",
+    ] {
+        assert!(stdout.contains(id), "{id} missing:\n{stdout}");
+    }
     for event in [
         "Requested",
         "DataplanePlumbed",

@@ -1,6 +1,10 @@
 //! `nsm serve`'s configuration: flags, then environment variables (`NSM_*`), then a TOML
 //! file (`--config`), then defaults — the first that sets a value wins. Everything is
 //! checked before anything starts; a bad value exits with a message naming it.
+//!
+//! The identity (an SVID's three files, or `--insecure`) is one setting: when flags or
+//! environment give any part of it, the file's identity keys are not read, so a flag never
+//! mixes with half an identity from the file.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +15,7 @@ use nsm_dataplane::vpp::AfPacketRxMode;
 use nsm_domain::dataplane::DATAPLANE_STREAM_PREFIX;
 use nsm_domain::vwire::MAX_LIFETIME;
 use nsm_log::store::MAX_STREAM_ID_LEN;
-use nsm_proto::transport::PeerUrl;
+use nsm_proto::transport::{IdentityArgs, IdentityChoice, PeerUrl};
 use serde::Deserialize;
 
 /// Where the node listens unless told otherwise (NSM's nsmgr socket is
@@ -100,6 +104,8 @@ pub struct ServeArgs {
     /// A TOML file with any of the settings above (keys as the flags, with `_` for `-`).
     #[arg(long, env = "NSM_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    identity: IdentityArgs,
 }
 
 /// The `--config` file: the same settings as the flags.
@@ -129,6 +135,10 @@ struct ConfigFile {
     actor_threads: Option<usize>,
     admin_listen: Option<String>,
     otlp_endpoint: Option<String>,
+    svid_cert: Option<PathBuf>,
+    svid_key: Option<PathBuf>,
+    trust_bundle: Option<PathBuf>,
+    insecure: Option<bool>,
 }
 
 /// Durations in the file are written as in flags: `"10m"`, `"90s"`.
@@ -172,14 +182,22 @@ pub(crate) struct ServeConfig {
     pub(crate) admin_listen: Option<PeerUrl>,
     /// The OTLP/gRPC collector spans are exported to; `None`: no export.
     pub(crate) otlp_endpoint: Option<String>,
+    /// Mutual TLS with an SVID from files, or `--insecure`.
+    pub(crate) identity: IdentityChoice,
 }
 
 impl ServeArgs {
     /// Merges flags, environment, file and defaults, and checks the result.
     pub(crate) fn resolve(self) -> anyhow::Result<ServeConfig> {
-        let file = match &self.config {
+        let mut file = match &self.config {
             Some(path) => read_file(path)?,
             None => ConfigFile::default(),
+        };
+        let identity_in_file = IdentityArgs {
+            svid_cert: file.svid_cert.take(),
+            svid_key: file.svid_key.take(),
+            trust_bundle: file.trust_bundle.take(),
+            insecure: file.insecure.take().unwrap_or(false),
         };
         let listen = if self.listen.is_empty() {
             file.listen
@@ -284,7 +302,9 @@ impl ServeArgs {
                 .filter(|e| !e.is_empty())
                 .or(file.otlp_endpoint),
         )?;
+        let identity = identity(self.identity, identity_in_file)?;
         Ok(ServeConfig {
+            identity,
             admin_listen,
             otlp_endpoint,
             actor_threads,
@@ -299,6 +319,20 @@ impl ServeArgs {
             request_timeout,
         })
     }
+}
+
+/// The identity from flags and environment if they give any part of it, else from the file.
+fn identity(given: IdentityArgs, in_file: IdentityArgs) -> anyhow::Result<IdentityChoice> {
+    let from_flags = given.insecure
+        || given.svid_cert.is_some()
+        || given.svid_key.is_some()
+        || given.trust_bundle.is_some();
+    let args = if from_flags { given } else { in_file };
+    args.choice().map_err(|e| {
+        anyhow::anyhow!(
+            "{e} (in a --config file: svid_cert, svid_key and trust_bundle, or insecure = true)"
+        )
+    })
 }
 
 /// The data plane asked for, checked; or, when none is, kernel if the capabilities are
@@ -447,6 +481,7 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use nsm_identity::SvidFiles;
 
     use super::*;
 
@@ -456,9 +491,60 @@ mod tests {
         serve: ServeArgs,
     }
 
-    fn resolve(args: &[&str]) -> anyhow::Result<ServeConfig> {
+    /// Resolves `args` as given.
+    fn resolve_exactly(args: &[&str]) -> anyhow::Result<ServeConfig> {
         let cli = Cli::try_parse_from([&["nsm"], args].concat()).map_err(anyhow::Error::from)?;
         cli.serve.resolve()
+    }
+
+    /// Resolves `args` with `--insecure` (these tests are not about the identity).
+    fn resolve(args: &[&str]) -> anyhow::Result<ServeConfig> {
+        resolve_exactly(&[args, &["--insecure"]].concat())
+    }
+
+    #[test]
+    fn the_identity_comes_from_flags_or_else_from_the_file_and_is_required() {
+        let svid = SvidFiles {
+            cert: "/etc/nsm/svid.pem".into(),
+            key: "/etc/nsm/svid.key".into(),
+            bundle: "/etc/nsm/bundle.pem".into(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nsm.toml");
+        std::fs::write(
+            &file,
+            "svid_cert = \"/etc/nsm/svid.pem\"\nsvid_key = \"/etc/nsm/svid.key\"\ntrust_bundle = \"/etc/nsm/bundle.pem\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let from_file = resolve_exactly(&["--config", path]).unwrap();
+        assert_eq!(from_file.identity, IdentityChoice::Files(svid));
+        // A flag replaces the file's identity as a whole rather than mixing with it.
+        let flagged = resolve_exactly(&["--config", path, "--insecure"]).unwrap();
+        assert_eq!(flagged.identity, IdentityChoice::Insecure);
+        let insecure_file = dir.path().join("dev.toml");
+        std::fs::write(&insecure_file, "insecure = true\n").unwrap();
+        let dev = resolve_exactly(&["--config", insecure_file.to_str().unwrap()]).unwrap();
+        assert_eq!(dev.identity, IdentityChoice::Insecure);
+
+        let neither = format!("{:#}", resolve_exactly(&["--node", "n1"]).unwrap_err());
+        for named in ["--svid-cert", "--insecure", "svid_cert", "insecure = true"] {
+            assert!(neither.contains(named), "{named}: {neither}");
+        }
+        let both = format!(
+            "{:#}",
+            resolve_exactly(&[
+                "--svid-cert",
+                "c",
+                "--svid-key",
+                "k",
+                "--trust-bundle",
+                "b",
+                "--insecure"
+            ])
+            .unwrap_err()
+        );
+        assert!(both.contains("both given"), "{both}");
     }
 
     #[test]

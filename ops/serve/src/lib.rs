@@ -14,6 +14,12 @@
 //! Nothing is served before replay and reconcile have finished (the data plane agrees with
 //! the log), so a client never sees a half-loaded node.
 //!
+//! Every listener serves mutual TLS as the node's X.509-SVID (`--svid-cert`, `--svid-key`,
+//! `--trust-bundle`, followed through rotations), and the node's calls to endpoints
+//! ([`next_hop`]) present the same SVID; a vWire's client is the caller's SPIFFE ID from its
+//! certificate. `--insecure` is plaintext without authentication, announced at start; with
+//! neither, the node refuses to start before it opens anything.
+//!
 //! With `--admin-listen`, an HTTP listener ([`admin`]) serves the metrics ([`metrics`]) and
 //! the liveness and readiness probes; it is bound first, so the node is live (not ready)
 //! during a long replay. With `--otlp-endpoint`, spans are exported ([`otlp`]).
@@ -67,6 +73,7 @@ use config::{DataplaneKind, ServeConfig};
 use metrics::Metrics;
 use next_hop::GrpcNextHop;
 use nsm_proto::listen::Listener;
+use nsm_proto::transport::Security;
 
 /// How long in-flight calls get to finish after SIGINT/SIGTERM (monitor and watch streams
 /// never finish on their own).
@@ -82,6 +89,12 @@ const SERVICE_NAMES: [&str; 4] = [
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
+    let security = config
+        .identity
+        .clone()
+        .start()
+        .await
+        .context("cannot load this node's identity")?;
     let traces = match &config.otlp_endpoint {
         Some(endpoint) => Some(otlp::TraceExport::start(endpoint, &config.node)?),
         None => None,
@@ -92,7 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(url) => Some(AdminServer::start(url, metrics.clone(), readiness.clone()).await?),
         None => None,
     };
-    let served = node(&config, &metrics, &readiness).await;
+    let served = node(&config, &security, &metrics, &readiness).await;
     if let Some(admin) = admin {
         admin.stop().await;
     }
@@ -105,6 +118,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Opens the log, replays, reconciles, then serves until a signal.
 async fn node(
     config: &ServeConfig,
+    security: &Security,
     metrics: &Arc<Metrics>,
     readiness: &Readiness,
 ) -> anyhow::Result<()> {
@@ -139,7 +153,7 @@ async fn node(
     let mesh = Arc::new(Mesh {
         node: config.node.clone(),
         registry: registry.clone(),
-        next_hop: Arc::new(GrpcNextHop::default()),
+        next_hop: Arc::new(GrpcNextHop::new(security.clone())),
         forwarder,
         request_timeout: config.request_timeout,
         liveness: config.liveness,
@@ -165,8 +179,9 @@ async fn node(
         tokio::spawn(reconcile_when_lost(manager.clone(), lost_state));
     }
     readiness.set(Stage::Binding);
-    let (routes, health) = routes(config, manager, registry, store, metrics.clone()).await?;
-    serve(config, routes, &health, readiness).await
+    let (routes, health) =
+        routes(config, security, manager, registry, store, metrics.clone()).await?;
+    serve(config, security, routes, &health, readiness).await
 }
 
 /// Reconciles again each time the data plane says it lost what it held (VPP restarted):
@@ -221,6 +236,7 @@ async fn dataplane(config: &ServeConfig) -> anyhow::Result<Arc<dyn Dataplane>> {
 
 async fn routes(
     config: &ServeConfig,
+    security: &Security,
     manager: ManagerHandle,
     registry: RegistryHandle,
     store: Arc<dyn nsm_log::store::EventStore>,
@@ -250,6 +266,7 @@ async fn routes(
         config.lifetime,
         metrics,
         config.otlp_endpoint.is_some(),
+        !security.is_insecure(),
     );
     let registry_server = registry::RegistryServer::new(registry);
     let routes = Routes::new(NetworkServiceGrpc::new(network_service))
@@ -269,6 +286,7 @@ async fn routes(
 /// NOT_SERVING too, so a client that checks it moves away before the listeners close.
 async fn serve(
     config: &ServeConfig,
+    security: &Security,
     routes: Routes,
     health: &HealthReporter,
     readiness: &Readiness,
@@ -280,12 +298,21 @@ async fn serve(
     let (stop, stopped) = watch::channel(false);
     let mut servers = Vec::new();
     for listener in bound {
-        tracing::info!(node = %config.node, address = %listener.url(), "serving");
+        let tls = if security.is_insecure() {
+            "plaintext (--insecure)"
+        } else {
+            "mutual TLS"
+        };
+        tracing::info!(node = %config.node, address = %listener.url(), tls, "serving");
         let mut stopped = stopped.clone();
+        let routes = routes.clone();
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        servers.push(tokio::spawn(listener.serve(routes.clone(), shutdown)));
+        let security = security.server();
+        servers.push(tokio::spawn(async move {
+            listener.serve(routes, &security, shutdown).await
+        }));
     }
     readiness.set(Stage::Serving);
     let signal = shutdown_signal().await?;

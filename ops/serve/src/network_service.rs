@@ -5,6 +5,10 @@
 //! Request to the vWire, which does the rest. The reply is the vWire as the caller expects
 //! it: NSM restores the caller's connection id and path index on the way back.
 //!
+//! The vWire's client is the caller's SPIFFE ID, read from the certificate it presented in
+//! the mutual-TLS handshake; only under `--insecure` is every caller recorded as
+//! [`UNAUTHENTICATED_CLIENT`].
+//!
 //! Each call runs in a span named for its method that carries its trace id
 //! ([`super::trace`]), and is counted by method and status ([`super::metrics`]).
 
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use nsm_domain::vwire::{ClosedBy, LifecycleError, ServiceName, SpiffeId, VWire, VWireRequest};
+use nsm_identity::caller_identity;
 use nsm_log::store::Causation;
 use nsm_proto::connection::Connection;
 use nsm_proto::convert::{
@@ -30,8 +35,8 @@ use super::metrics::{Method, Metrics};
 use super::status::status;
 use super::trace;
 
-/// Who a caller is until mTLS gives it a SPIFFE ID (the security issue): every vWire is
-/// recorded as requested by this identity.
+/// Who a caller is under `--insecure`, where no caller proves an identity: every vWire is
+/// recorded as requested by this one.
 pub(crate) const UNAUTHENTICATED_CLIENT: &str = "spiffe://nsm-rs.local/unauthenticated";
 
 /// The NetworkService gRPC service of one node.
@@ -44,6 +49,8 @@ pub(crate) struct NetworkServiceServer {
     metrics: Arc<Metrics>,
     /// Spans are exported over OTLP (each call's span continues the caller's trace).
     export_traces: bool,
+    /// Served over mutual TLS: every caller has a SPIFFE ID (else `--insecure`).
+    authenticated: bool,
 }
 
 impl NetworkServiceServer {
@@ -53,6 +60,7 @@ impl NetworkServiceServer {
         lifetime: Duration,
         metrics: Arc<Metrics>,
         export_traces: bool,
+        authenticated: bool,
     ) -> Self {
         Self {
             manager,
@@ -60,6 +68,24 @@ impl NetworkServiceServer {
             lifetime,
             metrics,
             export_traces,
+            authenticated,
+        }
+    }
+
+    /// Who is calling: the SPIFFE ID of the caller's certificate, or under `--insecure`
+    /// the placeholder every caller shares.
+    fn caller<T>(&self, request: &Request<T>) -> Result<SpiffeId, Status> {
+        match caller_identity(request) {
+            Some(peer) => SpiffeId::new(peer.spiffe_id.as_str()).map_err(|e| {
+                Status::unauthenticated(format!("the caller's SPIFFE ID is unusable: {e}"))
+            }),
+            None if !self.authenticated => {
+                SpiffeId::new(UNAUTHENTICATED_CLIENT).map_err(|e| Status::internal(e.to_string()))
+            }
+            // Cannot happen over `TlsIncoming`; refuse rather than record a caller as nobody.
+            None => Err(Status::unauthenticated(
+                "the caller has no SPIFFE ID: this node requires mutual TLS with an X.509-SVID",
+            )),
         }
     }
 
@@ -85,7 +111,12 @@ impl NetworkServiceServer {
     }
 
     /// Everything the vWire needs, validated; `Err` names the first bad field.
-    fn read(&self, request: &NetworkServiceRequest, hop: &Hop) -> Result<ConnectRequest, Status> {
+    fn read(
+        &self,
+        request: &NetworkServiceRequest,
+        client: SpiffeId,
+        hop: &Hop,
+    ) -> Result<ConnectRequest, Status> {
         let connection = request.connection.as_ref().ok_or_else(missing_connection)?;
         let service = ServiceName::new(connection.network_service.clone())
             .map_err(|e| ConversionError::new("connection.network_service", e.to_string()))?;
@@ -105,8 +136,6 @@ impl NetworkServiceServer {
             "connection.context",
             &connection.context.clone().unwrap_or_default(),
         )?;
-        let client =
-            SpiffeId::new(UNAUTHENTICATED_CLIENT).map_err(|e| Status::internal(e.to_string()))?;
         Ok(ConnectRequest {
             request: VWireRequest {
                 service,
@@ -156,9 +185,10 @@ impl NetworkService for NetworkServiceServer {
         &self,
         request: Request<NetworkServiceRequest>,
     ) -> Result<Response<Connection>, Status> {
+        let client = self.caller(&request);
         let (metadata, _, request) = request.into_parts();
         let reply = self.traced(Method::Request, &metadata, |causation| {
-            self.connect(request, causation)
+            self.connect(request, client, causation)
         });
         reply.await.map(Response::new)
     }
@@ -176,11 +206,13 @@ impl NetworkServiceServer {
     async fn connect(
         &self,
         request: NetworkServiceRequest,
+        client: Result<SpiffeId, Status>,
         causation: Causation,
     ) -> Result<Connection, Status> {
+        let client = client?;
         let connection = request.connection.as_ref().ok_or_else(missing_connection)?;
         let mut hop = Hop::enter(&self.node, connection)?;
-        let mut connect = self.read(&request, &hop)?;
+        let mut connect = self.read(&request, client, &hop)?;
         let mut outcome = self
             .manager
             .connect(hop.vwire, connect.clone(), causation.clone())

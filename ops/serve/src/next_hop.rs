@@ -1,6 +1,9 @@
 //! The runtime's next hop over NSM's `networkservice.NetworkService`: [`GrpcNextHop`] dials
 //! endpoint URLs (`unix://`, `tcp://`) and keeps one lazily connected channel per URL, so a
-//! refresh reuses the connection its request opened. Every call has a deadline. It turns the
+//! refresh reuses the connection its request opened. The channels run mutual TLS as the
+//! node's own identity (plaintext only under `--insecure`), so an endpoint sees the node's
+//! SPIFFE ID and the node refuses an endpoint outside its trust domain at the handshake.
+//! Every call has a deadline. It turns the
 //! runtime's domain types into NSM's wire types and back, and a peer's gRPC status into a
 //! [`NextHopError`] that keeps its code and message.
 
@@ -13,17 +16,26 @@ use nsm_domain::vwire::{HopConnection, HopReply, HopRequest, StatusCode};
 use nsm_proto::connection::Connection;
 use nsm_proto::convert::{hop_reply_from_wire, hop_request_to_wire, hop_to_wire};
 use nsm_proto::networkservice::network_service_client::NetworkServiceClient;
-use nsm_proto::transport::{DEFAULT_CONNECT_TIMEOUT, PeerUrl};
+use nsm_proto::transport::{DEFAULT_CONNECT_TIMEOUT, PeerUrl, Security};
 use nsm_runtime::{NextHop, NextHopError};
 use tonic::transport::Channel;
 
 /// The next hop over real gRPC.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct GrpcNextHop {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    security: Security,
 }
 
 impl GrpcNextHop {
+    /// A next hop that dials with `security` (the node's identity, or `--insecure`).
+    pub(crate) fn new(security: Security) -> Self {
+        Self {
+            channels: Arc::default(),
+            security,
+        }
+    }
+
     fn client(&self, url: &str) -> Result<NetworkServiceClient<Channel>, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(channel) = channels.get(url) {
@@ -32,7 +44,7 @@ impl GrpcNextHop {
         let peer: PeerUrl = url
             .parse()
             .map_err(|e| tonic::Status::invalid_argument(format!("endpoint URL {e}")))?;
-        let channel = peer.channel(DEFAULT_CONNECT_TIMEOUT);
+        let channel = peer.channel_with(DEFAULT_CONNECT_TIMEOUT, &self.security.client());
         channels.insert(url.to_owned(), channel.clone());
         Ok(NetworkServiceClient::new(channel))
     }

@@ -45,5 +45,6 @@ pub use tls::{
     TlsConnection, TlsIncoming, caller_identity, client_config, server_config,
 };
 pub use token::{
-    DEFAULT_MAX_TOKEN_LIFETIME, PathClaims, TokenError, sign_path_token, verify_path_token,
+    DEFAULT_MAX_TOKEN_LIFETIME, PathClaims, TokenError, read_path_claims, sign_path_token,
+    verify_path_token,
 };

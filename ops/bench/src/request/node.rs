@@ -52,6 +52,8 @@ impl Node {
             .arg("--db")
             .arg(dir.join("events.db"))
             .args(["--node", "bench", "--dataplane", "dry-run", "--log", "warn"])
+            // The bench's clients and endpoint speak plaintext; `--secure` is a later step.
+            .arg("--insecure")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);

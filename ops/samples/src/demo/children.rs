@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use nsm_proto::registry::network_service_endpoint_registry_client::NetworkServiceEndpointRegistryClient;
 use nsm_proto::registry::{NetworkServiceEndpoint, NetworkServiceEndpointQuery};
-use nsm_proto::transport::PeerUrl;
+use nsm_proto::transport::{PeerUrl, Security};
 use tokio::process::ChildStdout;
 use tokio::time::Instant;
 use tokio_stream::StreamExt as _;
@@ -156,14 +156,16 @@ pub(super) fn tail(log: &Path) -> String {
     }
 }
 
-/// Waits until `child`, at `url`, reports `networkservice.NetworkService` SERVING.
+/// Waits until `child`, at `url`, reports `networkservice.NetworkService` SERVING; the
+/// demo asks as `security`.
 pub(super) async fn wait_serving(
     url: &PeerUrl,
+    security: &Security,
     child: &mut Child,
     patience: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + patience;
-    let mut health = HealthClient::new(url.channel(CALL_TIMEOUT));
+    let mut health = HealthClient::new(url.channel_with(CALL_TIMEOUT, &security.client()));
     loop {
         if let Some(status) = child.exited() {
             return Err(child.exited_early(status, "serving"));
@@ -187,15 +189,18 @@ pub(super) async fn wait_serving(
     }
 }
 
-/// Waits until the registry at `registry` lists the endpoint `name` that `child` runs.
+/// Waits until the registry at `registry` lists the endpoint `name` that `child` runs; the
+/// demo asks as `security`.
 pub(super) async fn wait_registered(
     registry: &PeerUrl,
+    security: &Security,
     name: &str,
     child: &mut Child,
     patience: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + patience;
-    let mut client = NetworkServiceEndpointRegistryClient::new(registry.channel(CALL_TIMEOUT));
+    let channel = registry.channel_with(CALL_TIMEOUT, &security.client());
+    let mut client = NetworkServiceEndpointRegistryClient::new(channel);
     loop {
         if let Some(status) = child.exited() {
             return Err(child.exited_early(status, "registering"));

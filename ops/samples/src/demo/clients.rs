@@ -49,9 +49,16 @@ pub(super) struct VWire {
 }
 
 impl Client {
-    /// The arguments of client `number`, as a user would type them after `nsm`.
-    pub(super) fn args(number: usize, netns: &str, node: &str, service: &str) -> Vec<String> {
-        [
+    /// The arguments of client `number`, as a user would type them after `nsm`, with its
+    /// SVID's `identity` flags.
+    pub(super) fn args(
+        number: usize,
+        netns: &str,
+        node: &str,
+        service: &str,
+        identity: &[String],
+    ) -> Vec<String> {
+        let mut args: Vec<String> = [
             "request",
             "--service",
             service,
@@ -66,7 +73,9 @@ impl Client {
             "--json",
         ]
         .map(str::to_owned)
-        .to_vec()
+        .to_vec();
+        args.extend_from_slice(identity);
+        args
     }
 
     /// Starts client `number` with its end in `netns`, logging to `dir/client-<n>.log`.
@@ -75,10 +84,11 @@ impl Client {
         netns: &str,
         node: &str,
         service: &str,
+        identity: &[String],
         dir: &Path,
     ) -> anyhow::Result<Self> {
         let name = format!("demo-nsc-{number}");
-        let args = Self::args(number, netns, node, service);
+        let args = Self::args(number, netns, node, service, identity);
         let log = dir.join(format!("client-{number}.log"));
         let mut process = Child::spawn(format!("client {name}"), &args, log, true)?;
         let stdout = process.take_stdout().context("the client's stdout")?;

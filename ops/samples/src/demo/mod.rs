@@ -2,12 +2,14 @@
 //! small mesh with the real programs and shows vWires carrying packets:
 //!
 //! 1. three network namespaces (two clients, one endpoint);
-//! 2. `nsm serve` with the kernel data plane;
-//! 3. `nsm endpoint` offering `icmp-responder`, its end of each vWire in its namespace;
-//! 4. two `nsm request` clients, one per client namespace, each given a vWire (a veth pair);
-//! 5. pings across each vWire;
-//! 6. each vWire's timeline from the node's event log;
-//! 7. then (at once with `--exit-after-pings`, else on Ctrl-C) the clients close their
+//! 2. a throw-away trust domain, `nsm-rs.demo`, and an X.509-SVID for each program, so every
+//!    call below is mutual TLS and the node records each client by its SPIFFE ID;
+//! 3. `nsm serve` with the kernel data plane;
+//! 4. `nsm endpoint` offering `icmp-responder`, its end of each vWire in its namespace;
+//! 5. two `nsm request` clients, one per client namespace, each given a vWire (a veth pair);
+//! 6. pings across each vWire;
+//! 7. each vWire's timeline from the node's event log;
+//! 8. then (at once with `--exit-after-pings`, else on Ctrl-C) the clients close their
 //!    vWires, the final timelines show it, and everything is taken down.
 //!
 //! Every part is a child process of this executable speaking gRPC over unix sockets, with
@@ -19,6 +21,7 @@
 //! |---|---|
 //! | [`steps`] | the steps in order: what each sets up and prints; the wait for Ctrl-C; the recap |
 //! | [`stage`] | the directory, namespaces and children; ordered teardown; the drop guard |
+//! | [`identities`] | the throw-away trust domain and each program's SVID files |
 //! | [`children`] | spawning `nsm` children, waiting for them to serve or register, stopping them |
 //! | [`clients`] | the `nsm request` clients and the vWire each reports |
 //! | [`pings`] | pinging across each vWire |
@@ -27,6 +30,7 @@
 
 mod children;
 mod clients;
+mod identities;
 mod pings;
 mod say;
 mod stage;

@@ -1,7 +1,7 @@
 //! Everything `nsm demo` makes on the host, and taking it all down again.
 //!
 //! The stage owns the temporary directory (sockets, logs, the node's event log, the
-//! endpoint's IPAM log), the named network namespaces (`nsm-demo-<6 hex>-...`, unique per
+//! endpoint's IPAM log, each program's SVID files), the throw-away trust domain, the named network namespaces (`nsm-demo-<6 hex>-...`, unique per
 //! run so that two demos never share one), and the child processes. Teardown is ordered so
 //! that each vWire is closed the way a user closes one:
 //!
@@ -22,9 +22,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nsm_dataplane::kernel::netns;
+use nsm_proto::transport::Security;
 
 use super::children::Child;
 use super::clients::{Client, VWire};
+use super::identities::Identities;
 use super::say;
 use super::timeline::Shown;
 
@@ -47,6 +49,8 @@ pub(super) struct Stage {
     pub(super) vwires: Vec<VWire>,
     /// How much of each vWire's timeline was printed.
     pub(super) shown: Shown,
+    /// The throw-away trust domain, once made.
+    pub(super) identities: Option<Identities>,
 }
 
 impl Stage {
@@ -69,7 +73,16 @@ impl Stage {
             clients: Vec::new(),
             vwires: Vec::new(),
             shown: Shown::new(),
+            identities: None,
         })
+    }
+
+    /// What the demo's own calls to its children present.
+    pub(super) fn own_security(&self) -> anyhow::Result<Security> {
+        self.identities
+            .as_ref()
+            .map(|identities| identities.own.clone())
+            .context("the demo's trust domain is not made yet")
     }
 
     /// The temporary directory.

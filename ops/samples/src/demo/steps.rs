@@ -10,6 +10,7 @@ use nsm_proto::transport::PeerUrl;
 
 use super::children::{self, Child};
 use super::clients::{Client, INTERFACE};
+use super::identities::{Identities, ProgramSvid, TRUST_DOMAIN};
 use super::pings::{self, Tally};
 use super::say::{self, Steps};
 use super::stage::Stage;
@@ -33,7 +34,7 @@ const WATCH: Duration = Duration::from_millis(500);
 pub(super) fn introduce(stage: &Stage) {
     say::line("nsm demo: a node, an endpoint and two clients on this machine, joined by vWires.");
     say::line("Each part is the real nsm program speaking gRPC; each vWire is a veth pair.");
-    say::line("Sockets, logs and event logs go to a directory of their own:");
+    say::line("Sockets, SVIDs, logs and event logs go to a directory of their own:");
     say::detail(1, format_args!("DIR={}", stage.dir().display()));
 }
 
@@ -52,20 +53,22 @@ pub(super) async fn show(
     for name in clients.iter().chain([&endpoint_ns]) {
         say::detail(1, name);
     }
-    let node = start_node(stage, steps).await?;
-    start_endpoint(stage, steps, &node, &endpoint_ns).await?;
+    let svids = issue_identities(stage, steps)?;
+    let node = start_node(stage, steps, &svids.node).await?;
+    start_endpoint(stage, steps, &node, &svids.endpoint, &endpoint_ns).await?;
     steps.next(format_args!(
         "Two clients (nsm request), each asking the node for {SERVICE}"
     ));
-    for (i, netns) in clients.iter().enumerate() {
+    for ((i, netns), svid) in clients.iter().enumerate().zip(&svids.clients) {
         let dir = stage.dir().to_owned();
+        let identity = svid.flags();
         say::command(
             1,
-            &Client::args(i + 1, netns, &node.to_string(), SERVICE),
+            &Client::args(i + 1, netns, &node.to_string(), SERVICE, &identity),
             &dir,
         );
         // On the stage before its first Request, so that a Ctrl-C meanwhile still closes it.
-        let client = Client::start(i + 1, netns, &node.to_string(), SERVICE, &dir)?;
+        let client = Client::start(i + 1, netns, &node.to_string(), SERVICE, &identity, &dir)?;
         stage.clients.push(client);
         let node_name = stage.tag.clone();
         let client = stage.clients.last_mut().expect("the client just added");
@@ -99,12 +102,65 @@ pub(super) async fn show(
     Ok(tally)
 }
 
+/// The SVIDs of this run's programs.
+struct ProgramSvids {
+    node: ProgramSvid,
+    endpoint: ProgramSvid,
+    clients: Vec<ProgramSvid>,
+}
+
+/// Step: the throw-away trust domain, and an SVID for each program, shown by SPIFFE ID.
+fn issue_identities(stage: &mut Stage, steps: &mut Steps) -> anyhow::Result<ProgramSvids> {
+    steps.next(format_args!(
+        "A throw-away trust domain, {TRUST_DOMAIN}: a CA for this run and an X.509-SVID for each program"
+    ));
+    let dir = stage.dir().to_owned();
+    let identities = stage.identities.insert(Identities::new()?);
+    let svids = ProgramSvids {
+        node: identities.issue(&format!("/node/{}", stage.tag), &dir, "node")?,
+        endpoint: identities.issue(&format!("/endpoint/{ENDPOINT}"), &dir, "endpoint")?,
+        clients: (1..=CLIENTS)
+            .map(|n| {
+                identities.issue(
+                    &format!("/client/demo-nsc-{n}"),
+                    &dir,
+                    &format!("client-{n}"),
+                )
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let named = [("node", &svids.node), ("endpoint", &svids.endpoint)];
+    let clients = svids
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(i, svid)| (i + 1, svid));
+    for (role, svid) in named {
+        say::detail(1, format_args!("{role:<11} {}", svid.spiffe_id));
+    }
+    for (n, svid) in clients {
+        say::detail(
+            1,
+            format_args!("{:<11} {}", format!("demo-nsc-{n}"), svid.spiffe_id),
+        );
+    }
+    say::detail(
+        2,
+        "every call below is mutual TLS; the node records each client by the SPIFFE ID in its certificate",
+    );
+    Ok(svids)
+}
+
 /// Step: `nsm serve`, until it serves. Its URL.
-async fn start_node(stage: &mut Stage, steps: &mut Steps) -> anyhow::Result<PeerUrl> {
+async fn start_node(
+    stage: &mut Stage,
+    steps: &mut Steps,
+    svid: &ProgramSvid,
+) -> anyhow::Result<PeerUrl> {
     steps.next("The node (nsm serve), with the kernel data plane");
     let dir = stage.dir().to_owned();
     let url: PeerUrl = format!("unix://{}", dir.join("nsm.sock").display()).parse()?;
-    let args = owned(&[
+    let mut args = owned(&[
         "serve",
         "--listen",
         &url.to_string(),
@@ -115,14 +171,16 @@ async fn start_node(stage: &mut Stage, steps: &mut Steps) -> anyhow::Result<Peer
         "--dataplane",
         "kernel",
     ]);
+    args.extend(svid.flags());
     say::command(1, &args, &dir);
+    let own = stage.own_security()?;
     let node = stage.node.insert(Child::spawn(
         "the node",
         &args,
         dir.join("node.log"),
         false,
     )?);
-    children::wait_serving(&url, node, PATIENCE).await?;
+    children::wait_serving(&url, &own, node, PATIENCE).await?;
     say::detail(
         2,
         "serving NSM's API; every change of a vWire goes to its event log first",
@@ -135,6 +193,7 @@ async fn start_endpoint(
     stage: &mut Stage,
     steps: &mut Steps,
     node: &PeerUrl,
+    svid: &ProgramSvid,
     netns: &str,
 ) -> anyhow::Result<()> {
     steps.next(format_args!(
@@ -142,7 +201,7 @@ async fn start_endpoint(
     ));
     let dir = stage.dir().to_owned();
     let url: PeerUrl = format!("unix://{}", dir.join("nse.sock").display()).parse()?;
-    let args = owned(&[
+    let mut args = owned(&[
         "endpoint",
         "--service",
         SERVICE,
@@ -159,15 +218,17 @@ async fn start_endpoint(
         "--db",
         &dir.join("nse.db").display().to_string(),
     ]);
+    args.extend(svid.flags());
     say::command(1, &args, &dir);
+    let own = stage.own_security()?;
     let endpoint = stage.endpoint.insert(Child::spawn(
         "the endpoint",
         &args,
         dir.join("endpoint.log"),
         false,
     )?);
-    children::wait_serving(&url, endpoint, PATIENCE).await?;
-    children::wait_registered(node, ENDPOINT, endpoint, PATIENCE).await?;
+    children::wait_serving(&url, &own, endpoint, PATIENCE).await?;
+    children::wait_registered(node, &own, ENDPOINT, endpoint, PATIENCE).await?;
     say::detail(
         2,
         format_args!("registered with the node as {ENDPOINT}; it hands out addresses from {CIDR}"),
@@ -256,7 +317,9 @@ pub(super) fn recap(kept: Option<&Path>, waited: bool) {
              endpoint {ENDPOINT} in its registry, took an address pair for each client from it, \
              and had its kernel data plane make a veth pair: one end ({INTERFACE}) in the \
              client's namespace, the other in the endpoint's. The pings crossed those pairs. \
-             Each step was recorded in the node's event log before the client got its answer; \
+             Every call was mutual TLS between SVIDs of the throw-away trust domain \
+             {TRUST_DOMAIN}, and the node recorded each client by the SPIFFE ID in its \
+             certificate. Each step was recorded in the node's event log before the client got its answer; \
              that log is how a restarted node knows its vWires. On SIGTERM each client sent \
              Close, and the node removed the pair and recorded Closed and DataplaneUnplumbed."
         ),

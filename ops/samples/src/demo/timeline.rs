@@ -92,7 +92,8 @@ fn describe(event: &RecordedEvent) -> (String, Vec<String>) {
     (head, details)
 }
 
-/// A one-line summary of an event, and detail lines (data-plane operations).
+/// A one-line summary of an event, and detail lines (the client's identity, data-plane
+/// operations).
 fn summarise(event: &VWireEvent) -> (String, Vec<String>) {
     let clock = |t: &chrono::DateTime<chrono::Utc>| t.format("%H:%M:%S").to_string();
     match event {
@@ -102,7 +103,10 @@ fn summarise(event: &VWireEvent) -> (String, Vec<String>) {
                 .segments
                 .first()
                 .map_or(e.client.as_str(), |s| &s.name);
-            (format!("{client} asked for {}", e.service), Vec::new())
+            (
+                format!("{client} asked for {}", e.service),
+                vec![format!("identity from its certificate: {}", e.client)],
+            )
         }
         VWireEvent::Established(e) => (
             format!(

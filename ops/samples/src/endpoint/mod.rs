@@ -17,6 +17,9 @@
 //! * **Expiry**: a connection not refreshed is released (cause `expired`) one `--gc-grace`
 //!   after its previous segment's `expires`.
 //! * **SIGINT / SIGTERM**: unregisters, stops serving, exits 0. Allocations stay in the log.
+//! * **Identity**: with `--svid-cert`, `--svid-key` and `--trust-bundle` it serves mutual TLS
+//!   (the node calling it must hold an SVID of the same trust domain) and registers over
+//!   mutual TLS as that SVID; `--insecure` does both in plaintext (development only).
 //!
 //! With the default `--name` (random suffix) each run has a new name and therefore a new
 //! default `--db`; give `--name` (or `--db`) to keep allocations across restarts.
@@ -38,7 +41,7 @@ use clap::{Args, ValueEnum};
 use nsm_proto::connection::monitor_connection_server::MonitorConnectionServer;
 use nsm_proto::networkservice::network_service_server::NetworkServiceServer;
 use nsm_proto::registry::NetworkService;
-use nsm_proto::transport::{DEFAULT_CONNECT_TIMEOUT, PeerUrl};
+use nsm_proto::transport::{DEFAULT_CONNECT_TIMEOUT, IdentityArgs, PeerUrl};
 use tonic::service::Routes;
 
 use self::cidr::Cidr;
@@ -92,6 +95,8 @@ pub struct EndpointArgs {
     /// How long after a connection's expiry, without a refresh, its addresses are released.
     #[arg(long, env = "NSM_ENDPOINT_GC_GRACE", default_value = "60s", value_parser = humantime::parse_duration)]
     gc_grace: Duration,
+    #[command(flatten)]
+    identity: IdentityArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -112,6 +117,7 @@ impl Payload {
 }
 
 pub async fn run(args: EndpointArgs) -> anyhow::Result<()> {
+    let security = args.identity.start().await?;
     let mut signals = Signals::install()?;
     let name = args.name.clone().unwrap_or_else(|| {
         format!(
@@ -134,13 +140,19 @@ pub async fn run(args: EndpointArgs) -> anyhow::Result<()> {
     let listener = Listener::bind(&args.listen).await?;
     let url = listener.url();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(listener.serve(routes(&endpoint).await, async {
-        let _ = stopped.await;
-    }));
+    let routes = routes(&endpoint).await;
+    let served_with = security.server();
+    let mut server = tokio::spawn(async move {
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        listener.serve(routes, &served_with, stopped).await
+    });
     let gc = AbortOnDrop(tokio::spawn(endpoint.clone().collect_garbage()));
     tracing::info!(endpoint = %name, %url, log = %db.display(), "serving");
     let registration = Registration::new(
-        args.registry.channel(DEFAULT_CONNECT_TIMEOUT),
+        args.registry
+            .channel_with(DEFAULT_CONNECT_TIMEOUT, &security.client()),
         args.registry.to_string(),
         NetworkService {
             name: args.service.clone(),
@@ -230,6 +242,11 @@ pub(crate) async fn serve_for_test(dir: &std::path::Path, name: &str, cidr: &str
         .unwrap();
     let url = listener.url();
     let routes = routes(&endpoint).await;
-    tokio::spawn(listener.serve(routes, std::future::pending()));
+    tokio::spawn(async move {
+        let plaintext = nsm_proto::transport::ServerSecurity::Plaintext;
+        listener
+            .serve(routes, &plaintext, std::future::pending())
+            .await
+    });
     url
 }

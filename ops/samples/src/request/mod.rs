@@ -10,6 +10,9 @@
 //!   new own `expires` and the same preferences; retry every 200 ms on failure.
 //! * **Output**: a table for people, or with `--json` one line of JSON per successful
 //!   Request or refresh, flushed at once (see [`show`]).
+//! * **Identity**: it dials with mutual TLS as the SVID of `--svid-cert`, `--svid-key` and
+//!   `--trust-bundle` (the node records that SPIFFE ID as the vWire's client), or in
+//!   plaintext with `--insecure` (development only).
 
 mod show;
 #[cfg(test)]
@@ -25,7 +28,7 @@ use nsm_proto::connection::{Connection, Mechanism, Path, PathSegment};
 use nsm_proto::convert::{time_from_wire, time_to_wire};
 use nsm_proto::networkservice::NetworkServiceRequest;
 use nsm_proto::networkservice::network_service_client::NetworkServiceClient;
-use nsm_proto::transport::PeerUrl;
+use nsm_proto::transport::{IdentityArgs, PeerUrl};
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -83,6 +86,8 @@ pub struct RequestArgs {
     /// How long each Request, refresh or Close may take.
     #[arg(long, env = "NSM_REQUEST_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
+    #[command(flatten)]
+    identity: IdentityArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,9 +97,12 @@ enum MechanismKind {
 }
 
 pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
+    let security = args.identity.start().await?;
     let mut signals = Signals::install()?;
     let hold = args.hold.map(|d| tokio::time::Instant::now() + d);
-    let channel = args.connect.channel(DIAL_TIMEOUT.min(args.request_timeout));
+    let channel = args
+        .connect
+        .channel_with(DIAL_TIMEOUT.min(args.request_timeout), &security.client());
     let mut session = Session::new(channel, &args);
     let connection = session
         .establish(initial_connection(&args, Utc::now()))
@@ -339,7 +347,19 @@ fn parse_interface(name: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
-/// A failed call as `Code: message`.
+/// A failed call as `Code: message`, followed by the causes under it that the message does
+/// not already say: a refused TLS handshake or a node's GOAWAY carries its reason there
+/// (tonic's message alone says `h2 protocol error: http2 error`).
 fn describe(status: &Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let said = error.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = error.source();
+    }
+    text
 }

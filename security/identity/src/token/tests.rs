@@ -179,3 +179,28 @@ fn audience_reads_as_a_string_or_an_array_and_writes_one_as_a_string() {
         r#"{"sub":"s","aud":"a","exp":2,"iat":1}"#
     );
 }
+
+#[test]
+fn claims_are_read_without_the_signers_key_but_garbage_and_other_algorithms_are_not() {
+    let Hop { own, peer, .. } = hop();
+    let now = SystemTime::now();
+    let (token, _) =
+        sign_path_token(&own, peer.spiffe_id(), peer.not_after(), 10 * MINUTE, now).unwrap();
+    let claims = read_path_claims(&token).unwrap();
+    assert_eq!(claims.sub, "spiffe://nsm-rs.demo/nsc/c1");
+    assert_eq!(claims.aud, ["spiffe://nsm-rs.demo/node/n1"]);
+    assert!(matches!(
+        read_path_claims("not.a.jwt"),
+        Err(TokenError::NotAJwt(_))
+    ));
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"shared"),
+    )
+    .unwrap();
+    assert!(matches!(
+        read_path_claims(&hs256),
+        Err(TokenError::WrongAlgorithm(_))
+    ));
+}
