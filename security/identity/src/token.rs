@@ -12,11 +12,13 @@
 //! written as a single string (as Go's JWT library writes a one-element audience) and read
 //! as a string or an array.
 
-use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use rustls_pki_types::PrivateKeyDer;
 use serde::{Deserialize, Serialize};
 use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
@@ -127,32 +129,27 @@ pub fn verify_path_token(
     public_key_spki_der: &[u8],
     now: SystemTime,
 ) -> Result<PathClaims, TokenError> {
-    let header =
-        jsonwebtoken::decode_header(token).map_err(|e| TokenError::NotAJwt(e.to_string()))?;
-    if header.alg != Algorithm::ES256 {
-        return Err(TokenError::WrongAlgorithm(format!("{:?}", header.alg)));
-    }
+    // Header (ES256 only) and claims, before any cryptography: garbage costs nothing.
+    let claims = read_path_claims(token)?;
     let point = require_p256(public_key_spki_der)?;
-    let key = DecodingKey::from_ec_der(&point);
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.validate_exp = false; // Checked below against the caller's `now`.
-    validation.validate_aud = false;
-    validation.required_spec_claims = HashSet::from(["exp", "sub", "aud"].map(String::from));
-    let data = jsonwebtoken::decode::<PathClaims>(token, &key, &validation).map_err(|e| match e
-        .kind()
-    {
-        ErrorKind::InvalidSignature => TokenError::BadSignature,
-        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
-            TokenError::NotAJwt(e.to_string())
-        }
-        _ => TokenError::BadClaims(e.to_string()),
-    })?;
-    if data.claims.exp <= unix_seconds(now) {
+    // ring, not jsonwebtoken's pure-Rust backend: the one signature check dominated an
+    // authorization (327 µs of 406 µs p50 in `nsm bench authz`). A JWS ES256 signature is
+    // r || s, 64 bytes, which is ring's FIXED encoding as is.
+    let (signed, signature) = token
+        .rsplit_once('.')
+        .ok_or_else(|| TokenError::NotAJwt("no signature part".into()))?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|e| TokenError::NotAJwt(format!("the signature is not base64url: {e}")))?;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+        .verify(signed.as_bytes(), &signature)
+        .map_err(|_| TokenError::BadSignature)?;
+    if claims.exp <= unix_seconds(now) {
         return Err(TokenError::Expired {
-            expired_at: data.claims.expires(),
+            expired_at: claims.expires(),
         });
     }
-    Ok(data.claims)
+    Ok(claims)
 }
 
 /// The claims of `token` WITHOUT checking its signature or expiry: for the segments of a
